@@ -1,0 +1,49 @@
+# Everything bootstraps itself: a fresh machine needs only python3 (>= 3.11) and make.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .venv-tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+SCRIPT := pipelines/dlt/dlt-chess-snowflake.py
+# Use the machine's Python; never let uv download an interpreter.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+# `make run` loads last month and this month (UTC) unless START is given.
+START ?= $(shell $(PYTHON) -c "import datetime as d; t = d.datetime.now(d.UTC).date().replace(day=1) - d.timedelta(days=1); print(t.strftime('%Y/%m'))")
+
+.PHONY: help install run test lint format clean
+
+help:
+	@echo "make run    load a few players' recent months into ./chess_com.duckdb (needs internet)"
+	@echo "make test   lint and run all tests offline"
+	@echo "make lint / format / clean"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.synced
+
+run: install
+	$(PY) $(SCRIPT) --destination duckdb --start-month $(START) $(ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache chess_com.duckdb

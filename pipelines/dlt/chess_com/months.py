@@ -1,0 +1,125 @@
+"""Monthly game archives: parsing, ranges and when a month is final.
+
+A month's archive keeps growing until the month is over, and Chess.com refreshes
+published data at most every 12 hours, so a month only becomes final once it was
+fetched at least `SETTLE` after it ended. Until then it is fetched again
+(conditionally, so an unchanged month costs a 304 and no bytes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+MONTH_RE = re.compile(r"^(\d{4})/(\d{2})$")
+ARCHIVE_URL_RE = re.compile(r"/games/(\d{4})/(\d{2})/?$")
+SETTLE = timedelta(hours=12)
+
+
+class InvalidMonthError(ValueError):
+    """A month that is not `YYYY/MM`, or a range that ends before it starts."""
+
+
+@dataclass(frozen=True, order=True)
+class Month:
+    year: int
+    month: int
+
+    @classmethod
+    def parse(cls, value: str) -> Month:
+        """Parse `YYYY/MM` (`YYYY-MM` is accepted too)."""
+        match = MONTH_RE.match(str(value).strip().replace("-", "/"))
+        if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 2000:
+            raise InvalidMonthError(f"invalid month {value!r}: expected YYYY/MM, e.g. 2024/05")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @classmethod
+    def from_archive_url(cls, url: str) -> Month:
+        match = ARCHIVE_URL_RE.search(url)
+        if not match:
+            raise InvalidMonthError(f"not a monthly archive URL: {url!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @classmethod
+    def of(cls, moment: datetime) -> Month:
+        moment = moment.astimezone(UTC)
+        return cls(moment.year, moment.month)
+
+    def next(self) -> Month:
+        return Month(self.year + self.month // 12, self.month % 12 + 1)
+
+    def previous(self) -> Month:
+        return Month(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.year, self.month, 1, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return self.next().start
+
+    @property
+    def path(self) -> str:
+        return f"{self.year:04d}/{self.month:02d}"
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def parse_range(start: str | None, end: str | None, now: datetime) -> tuple[Month | None, Month]:
+    """Validate an optional `start`..`end` window; `end` defaults to the current month."""
+    current = Month.of(now)
+    first = Month.parse(start) if start else None
+    last = Month.parse(end) if end else current
+    if last > current:
+        last = current
+    if first and first > last:
+        raise InvalidMonthError(f"start month {first} is after end month {last}")
+    return first, last
+
+
+def is_final(month: Month, fetched_at: datetime) -> bool:
+    """A month fetched long enough after it ended will not change any more."""
+    return fetched_at >= month.end + SETTLE
+
+
+@dataclass(frozen=True)
+class MonthPlan:
+    """What to do with one month of a player's archive on this run."""
+
+    month: Month
+    fetch: bool
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def plan_months(
+    listed: list[Month],
+    done: dict[str, dict[str, Any]],
+    first: Month | None,
+    last: Month,
+    now: datetime,
+) -> list[MonthPlan]:
+    """Decide, month by month, whether to fetch and with which validators.
+
+    `listed` are the months the archive list names; the current month is always
+    considered (a player's first game of the month may come after the list was read).
+    `done` is the per-month bookkeeping kept in resource state.
+    """
+    current = Month.of(now)
+    months = set(listed)
+    if first is None or first <= current <= last:
+        months.add(current)
+    plans = []
+    for month in sorted(m for m in months if (first is None or m >= first) and m <= last):
+        entry = done.get(month.path)
+        if entry and entry.get("final"):
+            plans.append(MonthPlan(month, fetch=False))
+        elif entry:
+            plans.append(MonthPlan(month, True, entry.get("etag"), entry.get("last_modified")))
+        else:
+            plans.append(MonthPlan(month, fetch=True))
+    return plans

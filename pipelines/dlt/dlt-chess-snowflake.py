@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""Load Chess.com player profiles, stats and games into Snowflake (default) or DuckDB.
+
+    python pipelines/dlt/dlt-chess-snowflake.py --players magnuscarlsen,hikaru \\
+        --start-month 2024/01 --destination duckdb
+
+Settings not given as flags come from dlt config (`pipelines/dlt/.dlt/config.toml`,
+`SOURCES__CHESS__*` env vars). Snowflake credentials come from
+`DESTINATION__SNOWFLAKE__CREDENTIALS__*` env vars or `.dlt/secrets.toml`.
+
+Exit codes: 0 all players loaded, 1 some players failed (the others are loaded) or the
+load failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+# Run from the repo root or from here alike: import the source package beside this file
+# and read .dlt/ from this directory unless the caller chose another one.
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("DLT_PROJECT_DIR", str(HERE))
+
+import dlt  # noqa: E402
+from dlt.common.configuration.exceptions import ConfigFieldMissingException  # noqa: E402
+from dlt.pipeline.exceptions import PipelineStepFailed  # noqa: E402
+
+from chess_com import (  # noqa: E402
+    ConfigurationError,
+    InvalidMonthError,
+    InvalidPlayerError,
+    RunReport,
+    chess,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PIPELINE_NAME = "chess_com"
+DESTINATIONS = ("snowflake", "duckdb")
+DUCKDB_FILE = f"{PIPELINE_NAME}.duckdb"
+SNOWFLAKE_ENV = "DESTINATION__SNOWFLAKE__CREDENTIALS__"
+SNOWFLAKE_REQUIRED = ("DATABASE", "HOST", "USERNAME")
+SNOWFLAKE_AUTH = ("PASSWORD", "PRIVATE_KEY", "PRIVATE_KEY_PATH")
+DATASET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+logger = logging.getLogger("chess_com.cli")
+
+
+class UsageError(Exception):
+    """Bad flags or configuration: exit code 2, message says what to change."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Load Chess.com players' profiles, stats and games with dlt.",
+        epilog="Exit codes: 0 all players loaded, 1 some failed, 2 usage/config error.",
+    )
+    parser.add_argument(
+        "--players", help="comma-separated usernames (default: sources.chess.players)"
+    )
+    parser.add_argument("--start-month", help="first archive month, YYYY/MM (default: all)")
+    parser.add_argument("--end-month", help="last archive month, YYYY/MM (default: current)")
+    parser.add_argument(
+        "--destination",
+        choices=DESTINATIONS,
+        default=os.environ.get("CHESS_DESTINATION", "snowflake"),
+        help="where to load (default: $CHESS_DESTINATION or snowflake)",
+    )
+    parser.add_argument("--dataset", default="chess", help="dataset/schema name (default: chess)")
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="drop this source's tables and state, then load everything again",
+    )
+    parser.add_argument("--progress", action="store_true", help="log dlt progress")
+    args = parser.parse_args(argv)
+    if args.destination not in DESTINATIONS:  # an env default bypasses argparse's choices
+        parser.error(f"invalid destination {args.destination!r}: choose from {DESTINATIONS}")
+    if not DATASET_RE.match(args.dataset):
+        parser.error(f"invalid dataset {args.dataset!r}: use letters, digits and '_'")
+    return args
+
+
+def make_destination(name: str) -> Any:
+    if name == "duckdb":
+        if os.environ.get("DESTINATION__DUCKDB__CREDENTIALS"):
+            return dlt.destinations.duckdb()
+        return dlt.destinations.duckdb(credentials=str(Path.cwd() / DUCKDB_FILE))
+    return dlt.destinations.snowflake()
+
+
+def check_destination(pipeline: dlt.Pipeline) -> None:
+    """Resolve destination credentials before any request to Chess.com."""
+    try:
+        pipeline.destination_client()
+    except ConfigFieldMissingException as exc:
+        required = ", ".join(SNOWFLAKE_ENV + f for f in SNOWFLAKE_REQUIRED)
+        auth = " or ".join(SNOWFLAKE_ENV + f for f in SNOWFLAKE_AUTH)
+        first_line = str(exc).splitlines()[0]
+        raise UsageError(
+            f"{pipeline.destination.destination_name} credentials are incomplete "
+            f"({first_line}).\n  Set {required} and {auth} "
+            "(optionally ...__WAREHOUSE and ...__ROLE),\n"
+            "  or load locally with --destination duckdb."
+        ) from None
+
+
+def row_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
+    trace = pipeline.last_trace
+    info = trace.last_normalize_info if trace else None
+    counts = info.row_counts if info else {}
+    return {t: n for t, n in sorted(counts.items()) if not t.startswith("_dlt")}
+
+
+def format_summary(report: RunReport, counts: dict[str, int], elapsed: float, target: str) -> str:
+    months = report.months
+    by_status = ", ".join(f"{s}: {n}" for s, n in sorted(report.requests.by_status.items()))
+    lines = [
+        f"Loaded into {target}",
+        f"players loaded: {len(report.loaded_players)} ({', '.join(report.loaded_players) or '-'})",
+        f"players failed: {len(report.failures)}",
+        *(f"  - {p}: {'; '.join(reasons)}" for p, reasons in report.failures.items()),
+        f"months: {months['downloaded']} downloaded, {months['not_modified']} not modified, "
+        f"{months['skipped']} skipped (final), {months['missing']} missing, "
+        f"{months['failed']} failed",
+        f"games loaded: {report.games}"
+        + (
+            f" ({report.duplicate_games} also in another tracked player's archive)"
+            if report.duplicate_games
+            else ""
+        ),
+        "rows per table:",
+        *(f"  {table}: {n}" for table, n in counts.items()),
+        *([] if counts else ["  (nothing new)"]),
+        f"requests: {report.requests.total} ({by_status or 'none'}), "
+        f"{report.requests.bytes / 1e6:.2f} MB downloaded",
+        f"elapsed: {elapsed:.1f} s",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    report = RunReport()
+    source_args = {
+        key: value
+        for key, value in (
+            ("players", args.players),
+            ("start_month", args.start_month),
+            ("end_month", args.end_month),
+        )
+        if value is not None
+    }
+    try:
+        source = chess(report=report, **source_args)
+    except (InvalidPlayerError, InvalidMonthError, ConfigurationError) as exc:
+        raise UsageError(str(exc)) from None
+    except ConfigFieldMissingException as exc:
+        fields = ", ".join(exc.traces)
+        raise UsageError(
+            f"missing source setting(s): {fields}. Pass --players or set "
+            "SOURCES__CHESS__PLAYERS (or sources.chess.players in .dlt/config.toml)."
+        ) from None
+
+    pipeline = dlt.pipeline(
+        pipeline_name=PIPELINE_NAME,
+        destination=make_destination(args.destination),
+        dataset_name=args.dataset,
+        progress="log" if args.progress else None,
+    )
+    check_destination(pipeline)
+    try:
+        pipeline.run(source, refresh="drop_sources" if args.full_refresh else None)
+    except PipelineStepFailed as exc:
+        print(f"error: pipeline step '{exc.step}' failed: {exc.exception}", file=sys.stderr)
+        return EXIT_FAILED
+    target = f"{args.destination} dataset '{args.dataset}'"
+    if args.destination == "duckdb":
+        target += f" ({pipeline.destination_client().config.credentials.database})"
+    print(format_summary(report, row_counts(pipeline), time.perf_counter() - started, target))
+    return EXIT_FAILED if report.failures else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chess_com.months import (
+    SETTLE,
+    InvalidMonthError,
+    Month,
+    is_final,
+    parse_range,
+    plan_months,
+)
+
+NOW = datetime(2024, 3, 15, 12, tzinfo=UTC)
+
+
+def m(text: str) -> Month:
+    return Month.parse(text)
+
+
+def test_parse_and_format() -> None:
+    assert m("2024/05") == Month(2024, 5)
+    assert m("2024-05").path == "2024/05"
+    assert str(Month(2024, 1)) == "2024/01"
+
+
+@pytest.mark.parametrize("bad", ["2024/13", "2024/00", "24/05", "2024/5", "may", "", "1999/12"])
+def test_parse_rejects_naming_value(bad: str) -> None:
+    with pytest.raises(InvalidMonthError, match=repr(bad)):
+        Month.parse(bad)
+
+
+def test_next_previous_cross_year() -> None:
+    assert Month(2023, 12).next() == Month(2024, 1)
+    assert Month(2024, 1).previous() == Month(2023, 12)
+    assert Month(2024, 2).end == datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def test_from_archive_url() -> None:
+    url = "https://api.chess.com/pub/player/hikaru/games/2020/05"
+    assert Month.from_archive_url(url) == Month(2020, 5)
+    with pytest.raises(InvalidMonthError):
+        Month.from_archive_url("https://api.chess.com/pub/player/hikaru")
+
+
+def test_range_defaults_and_clamps_to_current_month() -> None:
+    assert parse_range(None, None, NOW) == (None, Month(2024, 3))
+    assert parse_range("2023/11", "2030/01", NOW) == (Month(2023, 11), Month(2024, 3))
+    with pytest.raises(InvalidMonthError, match="after end month"):
+        parse_range("2024/02", "2024/01", NOW)
+
+
+def test_month_is_final_only_once_settled_after_it_ended() -> None:
+    feb = Month(2024, 2)
+    assert not is_final(feb, datetime(2024, 2, 20, tzinfo=UTC))  # still growing
+    assert not is_final(feb, feb.end + timedelta(hours=1))  # API may lag up to 12 h
+    assert is_final(feb, feb.end + SETTLE)
+    assert is_final(feb, NOW)
+
+
+def test_plan_skips_final_refetches_open_months_conditionally() -> None:
+    done = {
+        "2024/01": {"etag": 'W/"a"', "last_modified": "x", "final": True},
+        "2024/02": {"etag": 'W/"b"', "last_modified": "Thursday, 29-Feb-2024", "final": False},
+    }
+    listed = [m("2024/01"), m("2024/02")]
+    plans = {p.month.path: p for p in plan_months(listed, done, None, m("2024/03"), NOW)}
+    assert not plans["2024/01"].fetch
+    assert plans["2024/02"].fetch
+    assert (plans["2024/02"].etag, plans["2024/02"].last_modified) == (
+        'W/"b"',
+        "Thursday, 29-Feb-2024",
+    )
+    # The current month is planned even before the archive list names it.
+    assert plans["2024/03"].fetch and plans["2024/03"].etag is None
+
+
+def test_plan_respects_window() -> None:
+    listed = [m("2023/10"), m("2023/11"), m("2023/12"), m("2024/01")]
+    plans = plan_months(listed, {}, m("2023/11"), m("2023/12"), NOW)
+    assert [p.month.path for p in plans] == ["2023/11", "2023/12"]
+
+
+def test_rollover_refetches_last_month_once_then_skips() -> None:
+    """Fetched during February: not final. Fetched after the rollover: final, skipped."""
+    feb = m("2024/02")
+    done: dict = {}
+    during = datetime(2024, 2, 27, tzinfo=UTC)
+    (plan,) = plan_months([feb], done, None, feb, during)
+    assert plan.fetch and plan.etag is None
+    done["2024/02"] = {"etag": "e1", "final": is_final(feb, during)}
+    after = datetime(2024, 3, 2, tzinfo=UTC)
+    plans = {p.month.path: p for p in plan_months([feb], done, None, m("2024/03"), after)}
+    assert plans["2024/02"].fetch and plans["2024/02"].etag == "e1"
+    done["2024/02"] = {"etag": "e1", "final": is_final(feb, after)}
+    later = datetime(2024, 3, 3, tzinfo=UTC)
+    plans = {p.month.path: p for p in plan_months([feb], done, None, m("2024/03"), later)}
+    assert not plans["2024/02"].fetch
