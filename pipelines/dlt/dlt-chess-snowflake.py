@@ -177,6 +177,12 @@ def run(args: argparse.Namespace) -> int:
     )
     check_destination(pipeline)
     try:
+        if pipeline.has_pending_data:
+            # A previous run died after extracting: its package carries the state that
+            # marks its months done, so load it before extracting anything new.
+            logger.warning("loading the pending package of an interrupted run first")
+            pipeline.normalize()
+            pipeline.load()
         pipeline.run(source, refresh="drop_sources" if args.full_refresh else None)
     except PipelineStepFailed as exc:
         print(f"error: pipeline step '{exc.step}' failed: {exc.exception}", file=sys.stderr)

@@ -1,0 +1,278 @@
+"""End to end: the real script, a real DuckDB file, the project's fake Chess.com API."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from tests.conftest import SOURCE_DIR
+from tests.e2e.conftest import PLAYERS, Pipeline
+from tests.fake_chesscom import FakeChessCom, World, recent_months
+
+pytestmark = pytest.mark.e2e
+
+
+def requests_per_player(api: FakeChessCom) -> Counter[str]:
+    return Counter(path.split("/")[3] for path in api.stats.paths())
+
+
+def test_cold_run_loads_exactly_the_served_games(
+    pipeline: Pipeline, api: FakeChessCom, world: World
+) -> None:
+    run = pipeline.run()
+    assert run.returncode == 0, run.output
+
+    uuids = pipeline.game_uuids()
+    assert len(uuids) == len(set(uuids)), "duplicate games"
+    assert set(uuids) == set(world.all_games())
+    # Shared games sit in two archives but are stored once.
+    served = sum(len(world.games_in(p)) for p in PLAYERS)
+    assert served > len(uuids)
+
+    assert pipeline.query("select count(*) from chess.players_profiles") == [(3,)]
+    assert sorted(pipeline.query("select player from chess.players_stats")) == [
+        ("alice",),
+        ("bob_b",),
+        ("carol-c",),
+    ]
+    archives = pipeline.query(
+        "select player, month, status, games from chess.players_archives order by 1, 2"
+    )
+    expected = [
+        (p.lower(), m, "downloaded", len(world.games_in(p, [m])))
+        for p in sorted(PLAYERS, key=str.lower)
+        for m in recent_months(4)
+    ]
+    assert archives == expected
+
+    # Epoch seconds arrive as timezone-aware timestamps.
+    (end_type,) = pipeline.query(
+        "select data_type from information_schema.columns "
+        "where table_schema = 'chess' and table_name = 'players_games' "
+        "and column_name = 'end_time'"
+    )[0]
+    assert end_type == "TIMESTAMP WITH TIME ZONE"
+
+    assert api.stats.by_status()[429] == 0
+    assert f"games loaded: {len(uuids)}" in run.stdout
+    assert "players loaded: 3" in run.stdout
+
+
+def test_warm_rerun_downloads_nothing_then_picks_up_new_games(
+    pipeline: Pipeline, api: FakeChessCom, world: World
+) -> None:
+    assert pipeline.run().returncode == 0
+    before = set(pipeline.game_uuids())
+    api.stats.reset()
+
+    warm = pipeline.run()
+    assert warm.returncode == 0, warm.output
+    counts = api.stats.counts()
+    assert counts[("games", 200)] == 0, "a game archive was downloaded again"
+    assert all(n <= 3 for n in requests_per_player(api).values()), api.stats.paths()
+    # Finished months are not even asked for; only the current month is re-checked.
+    current = recent_months(1)[0]
+    assert all(current in p for p in api.stats.paths() if "/games/" in p)
+    assert set(pipeline.game_uuids()) == before
+    assert "games loaded: 0" in warm.stdout
+
+    new = world.add_games("Alice", current, 5)
+    new += world.add_games("Alice", current, 2, opponent="Bob_B")
+    api.stats.reset()
+    fresh = pipeline.run()
+    assert fresh.returncode == 0, fresh.output
+    downloaded = api.stats.paths(200)
+    assert sorted(p for p in downloaded if "/games/" in p) == [
+        f"/pub/player/alice/games/{current}",
+        f"/pub/player/bob_b/games/{current}",
+    ]
+    after = pipeline.game_uuids()
+    assert len(after) == len(set(after))
+    assert set(after) - before == {g["uuid"] for g in new}
+    # The whole current month is downloaded again and merged on uuid.
+    merged = {g["uuid"] for p in ("Alice", "Bob_B") for g in world.games_in(p, [current])}
+    assert f"games loaded: {len(merged)}" in fresh.stdout
+
+
+def test_unknown_and_gone_players_are_reported_while_others_load(
+    pipeline: Pipeline, api: FakeChessCom, world: World
+) -> None:
+    run = pipeline.run("--players", "alice,nosuchplayer,gonzo,bob_b")
+    assert run.returncode == 1, run.output
+    assert "nosuchplayer: unknown player (404)" in run.stdout
+    assert "gonzo: gone (410)" in run.stdout
+    assert "players loaded: 2 (alice, bob_b)" in run.stdout
+    expected = {g["uuid"] for p in ("Alice", "Bob_B") for g in world.games_in(p)}
+    assert set(pipeline.game_uuids()) == expected
+    # One request tells us the player is unknown; nothing else is asked for.
+    per_player = requests_per_player(api)
+    assert per_player["nosuchplayer"] == 1 and per_player["gonzo"] == 1
+
+    # A 410 is remembered: the account is not requested again.
+    api.stats.reset()
+    again = pipeline.run("--players", "alice,gonzo")
+    assert again.returncode == 1
+    assert "not requested again" in again.stdout
+    assert requests_per_player(api)["gonzo"] == 0
+
+
+def test_failed_month_is_not_marked_done_and_is_fetched_next_run(
+    pipeline: Pipeline, api: FakeChessCom, world: World
+) -> None:
+    month = recent_months(4)[1]  # a finished month
+    path = f"/pub/player/carol-c/games/{month}"
+    api.faults[path] = [500] * 50
+    run = pipeline.run(RUNTIME__REQUEST_MAX_ATTEMPTS="2")
+    assert run.returncode == 1, run.output
+    assert f"carol-c: HTTP 500 from {api.base_url}/player/carol-c/games/{month}" in run.stdout
+    assert "players loaded: 2" in run.stdout
+    status = pipeline.query(
+        f"select status from chess.players_archives where player='carol-c' and month='{month}'"
+    )
+    assert status == [("failed",)]
+
+    api.faults.clear()
+    api.stats.reset()
+    rerun = pipeline.run()
+    assert rerun.returncode == 0, rerun.output
+    assert path in api.stats.paths(200)
+    assert set(pipeline.game_uuids()) == set(world.all_games())
+
+
+def test_parallel_requests_back_off_when_the_api_answers_429(
+    pipeline: Pipeline, world: World
+) -> None:
+    with FakeChessCom(world, max_in_flight=1) as strict:
+        strict_pipeline = Pipeline(pipeline.workdir, strict)
+        run = strict_pipeline.run()
+        assert run.returncode == 0, run.output
+        assert strict.stats.by_status()[429] > 0  # the default of 3 in flight is too many
+        assert set(strict_pipeline.game_uuids()) == set(world.all_games())
+        assert "429:" in run.stdout
+
+
+def test_killed_run_then_rerun_loses_and_duplicates_nothing(
+    pipeline: Pipeline, api: FakeChessCom, world: World
+) -> None:
+    api.latency = 0.1
+    proc = pipeline.popen()
+    deadline = time.monotonic() + 60
+    while api.stats.counts()[("games", 200)] < 4:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    api.latency = 0
+    run = pipeline.run()
+    assert run.returncode == 0, run.output
+    uuids = pipeline.game_uuids()
+    assert len(uuids) == len(set(uuids))
+    assert set(uuids) == set(world.all_games())
+
+
+def test_full_refresh_reloads_everything(pipeline: Pipeline, api: FakeChessCom) -> None:
+    assert pipeline.run().returncode == 0
+    first = sorted(pipeline.game_uuids())
+    api.stats.reset()
+    run = pipeline.run("--full-refresh")
+    assert run.returncode == 0, run.output
+    assert api.stats.counts()[("games", 200)] == 12
+    assert sorted(pipeline.game_uuids()) == first
+
+
+def test_runs_from_the_script_directory_with_duckdb_file_from_env(
+    pipeline: Pipeline, world: World
+) -> None:
+    target = pipeline.workdir / "elsewhere.duckdb"
+    run = pipeline.run(
+        "--start-month",
+        recent_months(2)[0],
+        cwd=SOURCE_DIR,
+        DESTINATION__DUCKDB__CREDENTIALS=str(target),
+    )
+    assert run.returncode == 0, run.output
+    assert target.exists() and not (SOURCE_DIR / "chess_com.duckdb").exists()
+    pipeline.db_path = target
+    expected = {g["uuid"] for p in PLAYERS for g in world.games_in(p, recent_months(2))}
+    assert set(pipeline.game_uuids()) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--players", "ok_name,x"], "invalid Chess.com username(s): 'x'"),
+        (["--start-month", "2024/13"], "invalid month '2024/13'"),
+        (["--start-month", "2024/05", "--end-month", "2024/01"], "is after end month"),
+        (["--dataset", "bad-name"], "invalid dataset 'bad-name'"),
+    ],
+)
+def test_usage_errors_exit_2_before_any_request(
+    pipeline: Pipeline, api: FakeChessCom, args: list[str], message: str
+) -> None:
+    run = pipeline.run(*args)
+    assert run.returncode == 2, run.output
+    assert message in run.stderr
+    assert api.stats.paths() == []
+
+
+def test_missing_player_setting_names_it(pipeline: Pipeline, api: FakeChessCom) -> None:
+    empty_project = pipeline.workdir / "no-config"
+    empty_project.mkdir()
+    run = pipeline.run(SOURCES__CHESS__PLAYERS=None, DLT_PROJECT_DIR=str(empty_project))
+    assert run.returncode == 2, run.output
+    assert "SOURCES__CHESS__PLAYERS" in run.stderr
+    assert api.stats.paths() == []
+
+
+def test_snowflake_without_credentials_names_settings_and_hides_secrets(
+    pipeline: Pipeline, api: FakeChessCom
+) -> None:
+    secret = "hunter2-do-not-print"
+    run = pipeline.run(
+        "--destination",
+        "snowflake",
+        DESTINATION__SNOWFLAKE__CREDENTIALS__PASSWORD=secret,
+        DESTINATION__SNOWFLAKE__CREDENTIALS__USERNAME="loader",
+    )
+    assert run.returncode == 2, run.output
+    assert "DESTINATION__SNOWFLAKE__CREDENTIALS__HOST" in run.stderr
+    assert "--destination duckdb" in run.stderr
+    assert secret not in run.output
+    assert api.stats.paths() == []
+
+
+def test_package_left_by_a_run_killed_before_load_is_loaded_first(
+    pipeline: Pipeline, api: FakeChessCom, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Extract and normalize in-process, then 'crash' before load; the script finishes it."""
+    import dlt
+
+    from chess_com import chess
+
+    for key, value in pipeline.env().items():
+        monkeypatch.setenv(key, value)
+    crashed = dlt.pipeline(
+        "chess_com",
+        destination=dlt.destinations.duckdb(str(pipeline.db_path)),
+        dataset_name="chess",
+    )
+    crashed.extract(chess())
+    crashed.normalize()
+    assert crashed.has_pending_data
+    api.stats.reset()
+
+    run = pipeline.run()
+    assert run.returncode == 0, run.output
+    assert "pending package of an interrupted run" in run.output
+    # The pending package's state marked finished months done: they are not fetched again,
+    # yet every game is in the table because the package was loaded.
+    assert api.stats.counts()[("games", 200)] == 0
+    uuids = pipeline.game_uuids()
+    assert len(uuids) == len(set(uuids))
+    assert set(uuids) == set(world.all_games())
