@@ -14,11 +14,13 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # `make run` loads last month and this month (UTC) unless START is given.
 START ?= $(shell $(PYTHON) -c "import datetime as d; t = d.datetime.now(d.UTC).date().replace(day=1) - d.timedelta(days=1); print(t.strftime('%Y/%m'))")
 
-.PHONY: help install run test lint format clean
+.PHONY: help install run test lint format validate lock clean
 
 help:
 	@echo "make run    load a few players' recent months into ./chess_com.duckdb (needs internet)"
 	@echo "make test   lint and run all tests offline"
+	@echo "make validate   check the Kestra flows offline"
+	@echo "make lock       re-lock dependencies (uv.lock, pipelines/dlt/requirements.lock)"
 	@echo "make lint / format / clean"
 
 $(UV):
@@ -42,7 +44,15 @@ format: install
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-test: lint
+validate: install
+	$(PY) tools/validate_flows.py pipelines/
+
+lock: | $(UV)
+	$(UV) lock
+	$(UV) export --frozen --no-dev --no-emit-project --format requirements-txt \
+		-o pipelines/dlt/requirements.lock -q
+
+test: lint validate
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

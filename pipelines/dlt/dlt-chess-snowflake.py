@@ -57,26 +57,47 @@ class UsageError(Exception):
     """Bad flags or configuration: exit code 2, message says what to change."""
 
 
+def env(name: str) -> str | None:
+    """A `CHESS_*` setting from the environment; empty means unset (Kestra passes "")."""
+    return os.environ.get(name) or None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags win over `CHESS_<FLAG>` env vars (how the Kestra flow passes its inputs)."""
     parser = argparse.ArgumentParser(
         description="Load Chess.com players' profiles, stats and games with dlt.",
         epilog="Exit codes: 0 all players loaded, 1 some failed, 2 usage/config error.",
     )
     parser.add_argument(
-        "--players", help="comma-separated usernames (default: sources.chess.players)"
+        "--players",
+        default=env("CHESS_PLAYERS"),
+        help="comma-separated usernames (default: sources.chess.players)",
     )
-    parser.add_argument("--start-month", help="first archive month, YYYY/MM (default: all)")
-    parser.add_argument("--end-month", help="last archive month, YYYY/MM (default: current)")
+    parser.add_argument(
+        "--start-month",
+        default=env("CHESS_START_MONTH"),
+        help="first archive month, YYYY/MM (default: all)",
+    )
+    parser.add_argument(
+        "--end-month",
+        default=env("CHESS_END_MONTH"),
+        help="last archive month, YYYY/MM (default: current)",
+    )
     parser.add_argument(
         "--destination",
         choices=DESTINATIONS,
-        default=os.environ.get("CHESS_DESTINATION", "snowflake"),
-        help="where to load (default: $CHESS_DESTINATION or snowflake)",
+        default=env("CHESS_DESTINATION") or "snowflake",
+        help="where to load (default: snowflake)",
     )
-    parser.add_argument("--dataset", default="chess", help="dataset/schema name (default: chess)")
+    parser.add_argument(
+        "--dataset",
+        default=env("CHESS_DATASET") or "chess",
+        help="dataset/schema name (default: chess)",
+    )
     parser.add_argument(
         "--full-refresh",
         action="store_true",
+        default=(env("CHESS_FULL_REFRESH") or "false").lower() in ("1", "true", "yes"),
         help="drop this source's tables and state, then load everything again",
     )
     parser.add_argument("--progress", action="store_true", help="log dlt progress")
@@ -190,8 +211,33 @@ def run(args: argparse.Namespace) -> int:
     target = f"{args.destination} dataset '{args.dataset}'"
     if args.destination == "duckdb":
         target += f" ({pipeline.destination_client().config.credentials.database})"
-    print(format_summary(report, row_counts(pipeline), time.perf_counter() - started, target))
+    counts = row_counts(pipeline)
+    elapsed = time.perf_counter() - started
+    print(format_summary(report, counts, elapsed, target))
+    if env("KESTRA_EXECUTION_ID"):
+        report_to_kestra(report, counts, elapsed)
     return EXIT_FAILED if report.failures else EXIT_OK
+
+
+def report_to_kestra(report: RunReport, counts: dict[str, int], elapsed: float) -> None:
+    """Outputs and metrics for the Kestra execution (printed as Kestra's `::{json}::` lines)."""
+    from kestra import Kestra
+
+    Kestra.outputs(
+        {
+            "players_loaded": report.loaded_players,
+            "players_failed": {p: "; ".join(r) for p, r in report.failures.items()},
+            "games_loaded": report.games,
+            "rows": counts,
+            "months": dict(report.months),
+        }
+    )
+    Kestra.counter("games_loaded", report.games)
+    Kestra.counter("players_failed", len(report.failures))
+    Kestra.counter("requests", report.requests.total)
+    for table, rows in counts.items():
+        Kestra.counter("rows", rows, {"table": table})
+    Kestra.timer("elapsed", elapsed)
 
 
 def main(argv: list[str] | None = None) -> int:

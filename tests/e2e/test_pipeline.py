@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import Counter
@@ -276,3 +277,52 @@ def test_package_left_by_a_run_killed_before_load_is_loaded_first(
     uuids = pipeline.game_uuids()
     assert len(uuids) == len(set(uuids))
     assert set(uuids) == set(world.all_games())
+
+
+def kestra_messages(stdout: str) -> list[dict]:
+    """Kestra reads `::{json}::` lines from a script task's stdout."""
+    return [json.loads(line[2:-2]) for line in stdout.splitlines() if line.startswith("::{")]
+
+
+def test_inside_kestra_reports_outputs_and_metrics_from_flow_style_env(
+    pipeline: Pipeline, world: World
+) -> None:
+    # The flow passes its inputs as CHESS_* env vars, empty meaning "not set".
+    run = pipeline.run(
+        KESTRA_EXECUTION_ID="4mNxVdO2rsZ1Sv4y",
+        CHESS_PLAYERS="alice,nosuchplayer",
+        CHESS_START_MONTH="",
+        CHESS_END_MONTH="",
+        CHESS_FULL_REFRESH="false",
+        SOURCES__CHESS__PLAYERS=None,
+    )
+    assert run.returncode == 1, run.output
+    messages = kestra_messages(run.stdout)
+    (outputs,) = [m["outputs"] for m in messages if "outputs" in m]
+    assert outputs["players_loaded"] == ["alice"]
+    assert outputs["players_failed"] == {"nosuchplayer": "unknown player (404)"}
+    assert outputs["games_loaded"] == len(world.games_in("Alice"))
+    assert outputs["rows"]["players_games"] == len(world.games_in("Alice"))
+    metrics = {
+        (m["name"], m["tags"].get("table")): m["value"]
+        for msg in messages
+        for m in msg.get("metrics", [])
+    }
+    assert metrics[("games_loaded", None)] == len(world.games_in("Alice"))
+    assert metrics[("players_failed", None)] == 1
+    assert metrics[("rows", "players_profiles")] == 1
+
+
+def test_outside_kestra_prints_no_kestra_messages(pipeline: Pipeline) -> None:
+    run = pipeline.run()
+    assert run.returncode == 0, run.output
+    assert kestra_messages(run.stdout) == []
+
+
+def test_full_refresh_from_env_like_the_flow_passes_it(
+    pipeline: Pipeline, api: FakeChessCom
+) -> None:
+    assert pipeline.run().returncode == 0
+    api.stats.reset()
+    assert pipeline.run(CHESS_FULL_REFRESH="true").returncode == 0
+    assert api.stats.counts()[("games", 200)] == 12

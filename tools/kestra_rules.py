@@ -1,0 +1,139 @@
+"""What the offline flow validator knows about Kestra 1.x flows.
+
+Patterns and constraints mirror what Kestra 1.3's bean validation enforces; the type
+allow-list holds the task, trigger and runner types this repository uses or is likely
+to, with their properties. A type not listed here is reported as unknown to the
+validator (add it here, with its properties, after checking the plugin docs).
+"""
+
+from __future__ import annotations
+
+import re
+
+FLOW_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
+NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+TASK_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
+INPUT_ID = re.compile(r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$")
+# java.time.Duration.parse: PnDTnHnMn.nS (no years, months or weeks).
+DURATION = re.compile(r"^-?P(?=\d|T\d)(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?$")
+# Pinned: a digest, or a tag carrying a full x.y.z version (`3.11` moves, `3.11.14` does not).
+IMAGE_TAG_PINNED = re.compile(r"^[^\s:@]+:[^\s:@]*\d+\.\d+\.\d+[^\s:@]*$")
+IMAGE_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+FLOW_PROPERTIES = {
+    "id", "namespace", "revision", "description", "labels", "inputs", "outputs",
+    "variables", "tasks", "errors", "finally", "afterExecution", "triggers",
+    "concurrency", "retry", "sla", "checks", "disabled", "deleted", "workerGroup",
+    "pluginDefaults",
+}  # fmt: skip
+
+INPUT_TYPES = {
+    "STRING", "INT", "FLOAT", "BOOL", "SELECT", "MULTISELECT", "DATETIME", "DATE",
+    "TIME", "DURATION", "FILE", "JSON", "URI", "SECRET", "ARRAY", "YAML", "EMAIL",
+}  # fmt: skip
+INPUT_PROPERTIES = {
+    "id", "type", "description", "displayName", "required", "defaults", "validator",
+    "values", "expression", "allowCustomValue", "dependsOn", "min", "max", "itemType",
+    "isRadio", "autoSelectFirst", "prefill", "allowedFileExtensions", "after", "before",
+}  # fmt: skip
+
+RETRY_TYPES = {
+    "constant": {"interval"},
+    "exponential": {"interval", "maxInterval", "delayFactor"},
+    "random": {"minInterval", "maxInterval"},
+}
+RETRY_COMMON = {"type", "maxAttempts", "maxDuration", "warningOnRetry", "behavior"}
+RETRY_DURATIONS = ("interval", "maxInterval", "minInterval", "maxDuration")
+CONCURRENCY_BEHAVIORS = {"QUEUE", "CANCEL", "FAIL"}
+
+TASK_COMMON = {
+    "id", "type", "description", "retry", "timeout", "disabled", "workerGroup",
+    "logLevel", "allowFailure", "allowWarning", "logToFile", "runIf",
+}  # fmt: skip
+SCRIPT_COMMON = TASK_COMMON | {
+    "containerImage", "taskRunner", "beforeCommands", "env", "namespaceFiles",
+    "inputFiles", "outputFiles", "interpreter", "failFast", "targetOS",
+    "warningOnStdErr", "dependencies", "dependencyCacheEnabled", "pythonVersion",
+    "packageManager",
+}  # fmt: skip
+TRIGGER_COMMON = {
+    "id", "type", "description", "disabled", "conditions", "stopAfter", "logLevel",
+    "workerGroup", "failOnTriggerError",
+}  # fmt: skip
+
+NAMESPACE_FILES = {"enabled", "include", "exclude", "ifExists", "folderPerNamespace", "namespaces"}
+
+# type -> allowed properties. Nested task lists are validated recursively.
+KNOWN_TYPES: dict[str, set[str]] = {
+    "io.kestra.plugin.scripts.python.Commands": SCRIPT_COMMON | {"commands"},
+    "io.kestra.plugin.scripts.python.Script": SCRIPT_COMMON | {"script"},
+    "io.kestra.plugin.scripts.shell.Commands": SCRIPT_COMMON | {"commands"},
+    "io.kestra.plugin.scripts.shell.Script": SCRIPT_COMMON | {"script"},
+    "io.kestra.plugin.core.log.Log": TASK_COMMON | {"message", "level"},
+    "io.kestra.plugin.core.debug.Return": TASK_COMMON | {"format"},
+    "io.kestra.plugin.core.flow.WorkingDirectory": TASK_COMMON
+    | {"tasks", "cache", "namespaceFiles", "inputFiles", "outputFiles"},
+    "io.kestra.plugin.core.flow.Sequential": TASK_COMMON | {"tasks", "errors", "finally"},
+    "io.kestra.plugin.core.flow.Parallel": TASK_COMMON | {"tasks", "concurrent", "errors"},
+    "io.kestra.plugin.core.flow.If": TASK_COMMON | {"condition", "then", "else", "errors"},
+    "io.kestra.plugin.git.Clone": TASK_COMMON
+    | {"url", "branch", "tag", "depth", "directory", "username", "password",
+       "privateKey", "passphrase", "cloneSubmodules", "commit"},
+    "io.kestra.plugin.slack.notifications.SlackIncomingWebhook": TASK_COMMON
+    | {"url", "payload", "messageText", "options"},
+    "io.kestra.plugin.core.trigger.Schedule": TRIGGER_COMMON
+    | {"cron", "timezone", "inputs", "withSeconds", "backfill", "lateMaximumDelay",
+       "recoverMissedSchedules", "labels"},
+    "io.kestra.plugin.core.trigger.Flow": TRIGGER_COMMON | {"inputs", "preconditions"},
+    "io.kestra.plugin.scripts.runner.docker.Docker": {
+        "type", "config", "credentials", "volumes", "pullPolicy", "cpu", "memory",
+        "networkMode", "user", "shmSize", "privileged", "deviceRequests", "entryPoint",
+        "extraHosts", "host", "wait", "delete", "fileHandlingStrategy", "resume",
+        "killGracePeriod", "portBindings",
+    },
+    "io.kestra.plugin.core.runner.Process": {"type", "version"},
+}  # fmt: skip
+TASK_RUNNER_TYPES = {
+    "io.kestra.plugin.scripts.runner.docker.Docker",
+    "io.kestra.plugin.core.runner.Process",
+}
+TRIGGER_TYPES = {t for t in KNOWN_TYPES if ".trigger." in t}
+NESTED_TASK_KEYS = ("tasks", "then", "else", "errors", "finally")
+
+# Old names: aliases in 1.x, removed in 2.0.
+DEPRECATED_TYPES = {
+    "io.kestra.core.tasks.log.Log": "io.kestra.plugin.core.log.Log",
+    "io.kestra.core.tasks.debugs.Return": "io.kestra.plugin.core.debug.Return",
+    "io.kestra.core.tasks.flows.WorkingDirectory": "io.kestra.plugin.core.flow.WorkingDirectory",
+    "io.kestra.core.tasks.flows.Sequential": "io.kestra.plugin.core.flow.Sequential",
+    "io.kestra.core.tasks.flows.Parallel": "io.kestra.plugin.core.flow.Parallel",
+    "io.kestra.core.tasks.flows.If": "io.kestra.plugin.core.flow.If",
+    "io.kestra.core.models.triggers.types.Schedule": "io.kestra.plugin.core.trigger.Schedule",
+    "io.kestra.core.models.triggers.types.Flow": "io.kestra.plugin.core.trigger.Flow",
+    "io.kestra.plugin.notifications.slack.SlackIncomingWebhook": (
+        "io.kestra.plugin.slack.notifications.SlackIncomingWebhook"
+    ),
+}
+DEPRECATED_INPUT_TYPES = {"BOOLEAN": "BOOL", "ENUM": "SELECT"}
+# Removed or renamed properties: property -> advice.
+DEPRECATED_PROPERTIES = {
+    "runner": "use taskRunner (runner was removed)",
+    "docker": "use taskRunner with io.kestra.plugin.scripts.runner.docker.Docker",
+    "maxAttempt": "use maxAttempts (maxAttempt is gone in 2.0)",
+    "pluginDefaults": "Kestra 2.0 drops pluginDefaults: set properties on the tasks",
+    "taskDefaults": "use explicit task properties (taskDefaults was removed)",
+}
+
+CRON_FIELDS = (  # name, min, max, names
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    (
+        "month",
+        1,
+        12,
+        {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())},
+    ),
+    ("day of week", 0, 7, {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}),
+)
+CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
