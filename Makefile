@@ -6,6 +6,8 @@ TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
+# checkov & co. for the manifest checks, locked apart from the pipeline's dependencies.
+OPS_VENV := .venv-ops
 SCRIPT := pipelines/dlt/dlt-chess-snowflake.py
 # Use the machine's Python; never let uv download an interpreter.
 export UV_PYTHON_DOWNLOADS := never
@@ -31,7 +33,11 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked --python $(PYTHON)
 	@touch $@
 
-install: $(VENV)/.synced
+$(OPS_VENV)/.synced: tools/ops/pyproject.toml tools/ops/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(OPS_VENV) $(UV) sync --locked --project tools/ops --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.synced $(OPS_VENV)/.synced
 
 run: install
 	$(PY) $(SCRIPT) --destination duckdb --start-month $(START) $(ARGS)
@@ -49,6 +55,7 @@ validate: install
 
 lock: | $(UV)
 	$(UV) lock
+	$(UV) lock --project tools/ops
 	$(UV) export --frozen --no-dev --no-emit-project --format requirements-txt \
 		-o pipelines/dlt/requirements.lock -q
 
@@ -56,4 +63,4 @@ test: lint validate
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache chess_com.duckdb
+	rm -rf $(VENV) $(OPS_VENV) $(TOOLS) .pytest_cache .ruff_cache chess_com.duckdb

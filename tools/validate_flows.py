@@ -28,9 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kestra_rules as rules
 
 ROOT = Path(__file__).resolve().parent.parent
-# One source of truth for secret names: the Secret whose keys Kestra reads as SECRET_<NAME>.
-SECRETS_MANIFEST = ROOT / "k8s" / "infrastructure" / "kestra" / "kestra-secrets.sops.yaml"
-SECRET_ENV_PREFIX = "SECRET_"
+# One source of truth for secret names: the Secret Kestra reads as SECRET_<NAME> env vars.
+SECRETS_MANIFEST = ROOT / "k8s" / "infrastructure" / "production" / "kestra-secrets.sops.yaml"
 
 EXPR_INPUT = re.compile(r"inputs\.([A-Za-z0-9_-]+)|inputs\[\s*['\"]([^'\"]+)['\"]\s*\]")
 EXPR_VAR = re.compile(r"vars\.([A-Za-z0-9_-]+)")
@@ -96,17 +95,15 @@ def load(file: Path) -> Document:
 
 
 def deployed_secret_names(manifest: Path = SECRETS_MANIFEST) -> set[str] | None:
-    """Secret names Kestra will know: keys `SECRET_<NAME>` of the deployment's Secret."""
+    """Secret names Kestra will know: the keys of the deployment's Secret, which the
+    HelmRelease loads with envFrom prefix SECRET_ (Kestra reads SECRET_<NAME>)."""
     if not manifest.exists():
         return None
     names: set[str] = set()
     for obj in yaml.safe_load_all(manifest.read_text()):
-        if not obj or obj.get("kind") != "Secret":
-            continue
-        for section in ("data", "stringData"):
-            for key in obj.get(section) or {}:
-                if key.startswith(SECRET_ENV_PREFIX):
-                    names.add(key[len(SECRET_ENV_PREFIX) :])
+        if obj and obj.get("kind") == "Secret":
+            for section in ("data", "stringData"):
+                names.update(obj.get(section) or {})
     return names
 
 
@@ -469,7 +466,7 @@ class FlowChecker:
                         path,
                         "secret-provided",
                         f"secret {name!r} is not provided by the deployment "
-                        f"(no key {SECRET_ENV_PREFIX}{name} in the Kestra secrets manifest)",
+                        f"(no key {name} in {SECRETS_MANIFEST.relative_to(ROOT)})",
                     )
 
 

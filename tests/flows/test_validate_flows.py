@@ -181,7 +181,7 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "secret not deployed",
         lambda f: task(f)["env"].update(X="{{ secret('SNOWFLAKE_PASSWORD') }}"),
         "secret-provided",
-        "SECRET_SNOWFLAKE_PASSWORD",
+        "no key SNOWFLAKE_PASSWORD",
     ),
     (
         "unpinned image",
