@@ -6,8 +6,10 @@ TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
-# checkov & co. for the manifest checks, locked apart from the pipeline's dependencies.
-OPS_VENV := .venv-ops
+# Two lanes locked apart from the pipeline's dependencies: checkov & co. for the manifest
+# checks, and the Snowflake emulator (fakesnow needs snowflake-connector-python<5).
+OPS_VENV := $(CURDIR)/.venv-ops
+SNOWFLAKE_VENV := $(CURDIR)/.venv-snowflake
 SCRIPT := pipelines/dlt/dlt-chess-snowflake.py
 # Use the machine's Python; never let uv download an interpreter.
 export UV_PYTHON_DOWNLOADS := never
@@ -37,7 +39,11 @@ $(OPS_VENV)/.synced: tools/ops/pyproject.toml tools/ops/uv.lock | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(OPS_VENV) $(UV) sync --locked --project tools/ops --python $(PYTHON)
 	@touch $@
 
-install: $(VENV)/.synced $(OPS_VENV)/.synced
+$(SNOWFLAKE_VENV)/.synced: tests/snowflake_emulator/pyproject.toml tests/snowflake_emulator/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(SNOWFLAKE_VENV) $(UV) sync --locked --project tests/snowflake_emulator --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.synced $(OPS_VENV)/.synced $(SNOWFLAKE_VENV)/.synced
 
 run: install
 	$(PY) $(SCRIPT) --destination duckdb --start-month $(START) $(ARGS)
@@ -56,6 +62,7 @@ validate: install
 lock: | $(UV)
 	$(UV) lock
 	$(UV) lock --project tools/ops
+	$(UV) lock --project tests/snowflake_emulator
 	$(UV) export --frozen --no-dev --no-emit-project --format requirements-txt \
 		-o pipelines/dlt/requirements.lock -q
 
@@ -63,4 +70,4 @@ test: lint validate
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(OPS_VENV) $(TOOLS) .pytest_cache .ruff_cache chess_com.duckdb
+	rm -rf $(VENV) $(OPS_VENV) $(SNOWFLAKE_VENV) $(TOOLS) .pytest_cache .ruff_cache chess_com.duckdb

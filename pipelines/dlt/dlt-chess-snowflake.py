@@ -21,7 +21,6 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 # Run from the repo root or from here alike: import the source package beside this file
@@ -32,6 +31,15 @@ os.environ.setdefault("DLT_PROJECT_DIR", str(HERE))
 import dlt  # noqa: E402
 from dlt.common.configuration.exceptions import ConfigFieldMissingException  # noqa: E402
 from dlt.pipeline.exceptions import PipelineStepFailed  # noqa: E402
+from warehouse import (  # noqa: E402
+    DESTINATIONS,
+    LOADER_FILE_FORMAT,
+    PIPELINE_NAME,
+    DestinationError,
+    check_destination,
+    create_views,
+    make_destination,
+)
 
 from chess_com import (  # noqa: E402
     ConfigurationError,
@@ -42,12 +50,6 @@ from chess_com import (  # noqa: E402
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-PIPELINE_NAME = "chess_com"
-DESTINATIONS = ("snowflake", "duckdb")
-DUCKDB_FILE = f"{PIPELINE_NAME}.duckdb"
-SNOWFLAKE_ENV = "DESTINATION__SNOWFLAKE__CREDENTIALS__"
-SNOWFLAKE_REQUIRED = ("DATABASE", "HOST", "USERNAME")
-SNOWFLAKE_AUTH = ("PASSWORD", "PRIVATE_KEY", "PRIVATE_KEY_PATH")
 DATASET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 logger = logging.getLogger("chess_com.cli")
@@ -109,30 +111,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_destination(name: str) -> Any:
-    if name == "duckdb":
-        if os.environ.get("DESTINATION__DUCKDB__CREDENTIALS"):
-            return dlt.destinations.duckdb()
-        return dlt.destinations.duckdb(credentials=str(Path.cwd() / DUCKDB_FILE))
-    return dlt.destinations.snowflake()
-
-
-def check_destination(pipeline: dlt.Pipeline) -> None:
-    """Resolve destination credentials before any request to Chess.com."""
-    try:
-        pipeline.destination_client()
-    except ConfigFieldMissingException as exc:
-        required = ", ".join(SNOWFLAKE_ENV + f for f in SNOWFLAKE_REQUIRED)
-        auth = " or ".join(SNOWFLAKE_ENV + f for f in SNOWFLAKE_AUTH)
-        first_line = str(exc).splitlines()[0]
-        raise UsageError(
-            f"{pipeline.destination.destination_name} credentials are incomplete "
-            f"({first_line}).\n  Set {required} and {auth} "
-            "(optionally ...__WAREHOUSE and ...__ROLE),\n"
-            "  or load locally with --destination duckdb."
-        ) from None
-
-
 def row_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
     trace = pipeline.last_trace
     info = trace.last_normalize_info if trace else None
@@ -192,11 +170,14 @@ def run(args: argparse.Namespace) -> int:
 
     pipeline = dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
-        destination=make_destination(args.destination),
+        destination=make_destination(args.destination, env("KESTRA_EXECUTION_ID")),
         dataset_name=args.dataset,
         progress="log" if args.progress else None,
     )
-    check_destination(pipeline)
+    try:
+        check_destination(pipeline)
+    except DestinationError as exc:
+        raise UsageError(str(exc)) from None
     try:
         if pipeline.has_pending_data:
             # A previous run died after extracting: its package carries the state that
@@ -204,7 +185,12 @@ def run(args: argparse.Namespace) -> int:
             logger.warning("loading the pending package of an interrupted run first")
             pipeline.normalize()
             pipeline.load()
-        pipeline.run(source, refresh="drop_sources" if args.full_refresh else None)
+        pipeline.run(
+            source,
+            loader_file_format=LOADER_FILE_FORMAT,
+            refresh="drop_sources" if args.full_refresh else None,
+        )
+        create_views(pipeline)
     except PipelineStepFailed as exc:
         print(f"error: pipeline step '{exc.step}' failed: {exc.exception}", file=sys.stderr)
         return EXIT_FAILED

@@ -104,3 +104,35 @@ class Pipeline:
 @pytest.fixture
 def pipeline(tmp_path: Path, api: FakeChessCom) -> Pipeline:
     return Pipeline(tmp_path, api)
+
+
+DRAWS = {"agreed", "repetition", "stalemate", "insufficient", "50move", "timevsinsufficient"}
+
+
+def expected_player_games(world: World, tracked: list[str]) -> set[tuple[Any, ...]]:
+    """The `player_games` view computed in Python from what the server served:
+    (player, opponent, colour, result, result_how, player_rating, opponent_rating, uuid)."""
+    rows = set()
+    tracked_lower = {p.lower() for p in tracked}
+    for game in world.all_games().values():
+        for colour, other in (("white", "black"), ("black", "white")):
+            me, them = game[colour], game[other]
+            if me["username"].lower() not in tracked_lower:
+                continue
+            if me["result"] == "win":
+                result, how = "win", them["result"]
+            else:
+                result, how = ("draw" if me["result"] in DRAWS else "loss"), me["result"]
+            rows.add(
+                (
+                    me["username"].lower(),
+                    them["username"],
+                    colour,
+                    result,
+                    how,
+                    me["rating"],
+                    them["rating"],
+                    game["uuid"],
+                )
+            )
+    return rows

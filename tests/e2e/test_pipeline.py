@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from tests.conftest import SOURCE_DIR
-from tests.e2e.conftest import PLAYERS, Pipeline
+from tests.e2e.conftest import PLAYERS, Pipeline, expected_player_games
 from tests.fake_chesscom import FakeChessCom, World, recent_months
 
 pytestmark = pytest.mark.e2e
@@ -326,3 +326,25 @@ def test_full_refresh_from_env_like_the_flow_passes_it(
     api.stats.reset()
     assert pipeline.run(CHESS_FULL_REFRESH="true").returncode == 0
     assert api.stats.counts()[("games", 200)] == 12
+
+
+def test_player_games_view_has_one_row_per_tracked_player_per_game(
+    pipeline: Pipeline, world: World
+) -> None:
+    run = pipeline.run("--players", "alice,bob_b")
+    assert run.returncode == 0, run.output
+    rows = set(
+        pipeline.query(
+            "select player, opponent, colour, result, result_how, player_rating, "
+            "opponent_rating, uuid from chess.player_games"
+        )
+    )
+    expected = expected_player_games(world, ["alice", "bob_b"])
+    assert rows == expected
+    # A game between two tracked players appears once per side.
+    shared = [u for u in {r[-1] for r in rows} if sum(r[-1] == u for r in rows) == 2]
+    assert shared, "the fixture should contain games between tracked players"
+    (types,) = pipeline.query(
+        "select typeof(end_time), typeof(rated) from chess.player_games limit 1"
+    )
+    assert types == ("TIMESTAMP WITH TIME ZONE", "BOOLEAN")
