@@ -227,7 +227,10 @@ def report_to_kestra(report: RunReport, counts: dict[str, int], elapsed: float) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("chess_com").setLevel(logging.INFO)
+    # The connector logs every login retry; check_destination reports the outcome once.
+    logging.getLogger("snowflake.connector").setLevel(logging.ERROR)
     args = parse_args(argv)
     try:
         return run(args)

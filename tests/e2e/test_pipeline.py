@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from collections import Counter
 
 import pytest
 
-from tests.conftest import SOURCE_DIR
+from tests.conftest import ROOT, SOURCE_DIR
 from tests.e2e.conftest import PLAYERS, Pipeline, expected_player_games
 from tests.fake_chesscom import FakeChessCom, World, recent_months
 
@@ -348,3 +349,20 @@ def test_player_games_view_has_one_row_per_tracked_player_per_game(
         "select typeof(end_time), typeof(rated) from chess.player_games limit 1"
     )
     assert types == ("TIMESTAMP WITH TIME ZONE", "BOOLEAN")
+
+
+def test_readme_win_rate_query_runs_on_the_view(pipeline: Pipeline, world: World) -> None:
+    readme = (ROOT / "README.md").read_text()
+    (sql,) = re.findall(r"```sql\n(-- win rate by time class.*?)```", readme, re.S)
+    assert pipeline.run("--players", "alice").returncode == 0
+    rows = pipeline.query(sql)
+    rated = [g for g in world.games_in("alice") if g["rated"]]
+    assert sum(r[2] for r in rows) == len(rated)
+    for player, time_class, games, win_pct, _draw_pct in rows:
+        mine = [g for g in rated if g["time_class"] == time_class]
+        wins = sum(
+            g[c]["result"] == "win" for g in mine for c in ("white", "black")
+            if g[c]["username"].lower() == player
+        )  # fmt: skip
+        assert games == len(mine)
+        assert win_pct == pytest.approx(round(100 * wins / games, 1))

@@ -41,17 +41,17 @@ class EmulatedSnowflake:
         self.tag_log = pipeline.workdir / "query_tags.log"
 
     def env(self, **extra: str | None) -> dict[str, str]:
-        return self.pipeline.env(
-            DESTINATION__SNOWFLAKE__CREDENTIALS__DATABASE="ANALYTICS",
-            DESTINATION__SNOWFLAKE__CREDENTIALS__HOST="emulated-account",
-            DESTINATION__SNOWFLAKE__CREDENTIALS__USERNAME="LOADER",
-            DESTINATION__SNOWFLAKE__CREDENTIALS__PASSWORD="emulator-password",
-            DESTINATION__SNOWFLAKE__CREDENTIALS__WAREHOUSE="LOADING_WH",
-            DESTINATION__SNOWFLAKE__CREDENTIALS__ROLE="CHESS_LOADER",
-            FAKESNOW_QUERY_TAG_LOG=str(self.tag_log),
-            PYTHONWARNINGS="ignore",
-            **extra,
-        )
+        settings: dict[str, str | None] = {
+            "DESTINATION__SNOWFLAKE__CREDENTIALS__DATABASE": "ANALYTICS",
+            "DESTINATION__SNOWFLAKE__CREDENTIALS__HOST": "emulated-account",
+            "DESTINATION__SNOWFLAKE__CREDENTIALS__USERNAME": "LOADER",
+            "DESTINATION__SNOWFLAKE__CREDENTIALS__PASSWORD": "emulator-password",
+            "DESTINATION__SNOWFLAKE__CREDENTIALS__WAREHOUSE": "LOADING_WH",
+            "DESTINATION__SNOWFLAKE__CREDENTIALS__ROLE": "CHESS_LOADER",
+            "FAKESNOW_QUERY_TAG_LOG": str(self.tag_log),
+            "PYTHONWARNINGS": "ignore",
+        }
+        return self.pipeline.env(**{**settings, **extra})
 
     def lane(self, *args: str, **env: str | None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -190,3 +190,80 @@ def test_malformed_private_key_is_a_clear_error_without_the_value(
     assert "DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY" in run.stderr
     assert bad_key not in run.output
     assert api_unused.stats.paths() == []
+
+
+def test_unknown_account_is_a_clear_error_naming_the_setting(
+    pipeline: Pipeline, api_unused: FakeChessCom
+) -> None:
+    password = "pw-do-not-print-7731"
+    run = pipeline.run(
+        "--destination",
+        "snowflake",
+        DESTINATION__SNOWFLAKE__CREDENTIALS__DATABASE="ANALYTICS",
+        DESTINATION__SNOWFLAKE__CREDENTIALS__HOST="no-such-org-no-such-account",
+        DESTINATION__SNOWFLAKE__CREDENTIALS__USERNAME="LOADER",
+        DESTINATION__SNOWFLAKE__CREDENTIALS__PASSWORD=password,
+        DESTINATION__SNOWFLAKE__CREDENTIALS__QUERY__LOGIN_TIMEOUT="10",
+    )
+    assert run.returncode == 2, run.output
+    assert "cannot connect to Snowflake" in run.stderr
+    assert "DESTINATION__SNOWFLAKE__CREDENTIALS__HOST" in run.stderr
+    assert password not in run.output
+    assert api_unused.stats.paths() == []
+
+
+def rsa_key(passphrase: bytes | None) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    encryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+@pytest.mark.parametrize("form", ["pem", "base64-with-passphrase", "path"])
+def test_key_pair_auth_from_env_alone(
+    snowflake: EmulatedSnowflake, world: World, tmp_path: Path, form: str
+) -> None:
+    """The key is decoded (and decrypted) by the real code path before connecting."""
+    import base64
+
+    passphrase = b"correct horse" if form != "pem" else None
+    pem = rsa_key(passphrase)
+    env: dict[str, str | None] = {"DESTINATION__SNOWFLAKE__CREDENTIALS__PASSWORD": None}
+    if form == "pem":
+        env["DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY"] = pem.decode()
+    elif form == "path":
+        key_file = tmp_path / "rsa_key.p8"
+        key_file.write_bytes(pem)
+        env["DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY_PATH"] = str(key_file)
+        env["DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY_PASSPHRASE"] = passphrase.decode()
+    else:
+        env["DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY"] = base64.b64encode(pem).decode()
+        env["DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY_PASSPHRASE"] = passphrase.decode()
+    run = snowflake.run("--players", "alice", "--start-month", recent_months(1)[0], **env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert set(uuids(snowflake)) == {g["uuid"] for g in world.games_in("alice", recent_months(1))}
+
+
+def test_wrong_passphrase_is_reported_as_a_key_problem(
+    snowflake: EmulatedSnowflake, api: FakeChessCom
+) -> None:
+    import base64
+
+    run = snowflake.run(
+        DESTINATION__SNOWFLAKE__CREDENTIALS__PASSWORD=None,
+        DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY=base64.b64encode(
+            rsa_key(b"right")
+        ).decode(),
+        DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY_PASSPHRASE="wrong",
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "PRIVATE_KEY_PASSPHRASE" in run.stderr and "wrong" not in run.stderr
+    assert api.stats.paths() == []
