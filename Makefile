@@ -18,13 +18,14 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # `make run` loads last month and this month (UTC) unless START is given.
 START ?= $(shell $(PYTHON) -c "import datetime as d; t = d.datetime.now(d.UTC).date().replace(day=1) - d.timedelta(days=1); print(t.strftime('%Y/%m'))")
 
-.PHONY: help install run test lint format validate lock clean
+.PHONY: help install run test lint format validate lock bench clean
 
 help:
 	@echo "make run    load a few players' recent months into ./chess_com.duckdb (needs internet)"
 	@echo "make test   lint and run all tests offline"
 	@echo "make validate   check the Kestra flows offline"
 	@echo "make lock       re-lock dependencies (uv.lock, pipelines/dlt/requirements.lock)"
+	@echo "make bench      benchmark against the local fake API (figures in bench/results/)"
 	@echo "make lint / format / clean"
 
 $(UV):
@@ -68,6 +69,9 @@ lock: | $(UV)
 
 test: lint validate
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(OPS_VENV) $(SNOWFLAKE_VENV) $(TOOLS) .pytest_cache .ruff_cache chess_com.duckdb

@@ -366,3 +366,30 @@ def test_readme_win_rate_query_runs_on_the_view(pipeline: Pipeline, world: World
         )  # fmt: skip
         assert games == len(mine)
         assert win_pct == pytest.approx(round(100 * wins / games, 1))
+
+
+def test_backfill_beyond_the_games_budget_runs_as_several_committed_loads(
+    pipeline: Pipeline, api: FakeChessCom, world: World
+) -> None:
+    run = pipeline.run(SOURCES__CHESS__MAX_GAMES_PER_LOAD="30")
+    assert run.returncode == 0, run.output
+    (loads,) = re.findall(r"^loads: (\d+)$", run.stdout, re.M)
+    assert int(loads) >= 2  # the budget is checked per month fetched: overshoot <= window
+    uuids = pipeline.game_uuids()
+    assert len(uuids) == len(set(uuids))
+    assert set(uuids) == set(world.all_games())
+    # Every month was downloaded exactly once across the loads.
+    games_paths = [p for p in api.stats.paths(200) if "/games/" in p and "archives" not in p]
+    assert len(games_paths) == len(set(games_paths)) == 12
+
+
+def test_summary_json_has_the_figures(pipeline: Pipeline, world: World) -> None:
+    out = pipeline.workdir / "summary.json"
+    run = pipeline.run("--summary-json", str(out))
+    assert run.returncode == 0, run.output
+    summary = json.loads(out.read_text())
+    assert summary["games_loaded"] == len(world.all_games())
+    assert summary["rows"]["players_games"] == len(world.all_games())
+    assert summary["months"]["downloaded"] == 12 and summary["months_left"] == 0
+    assert set(summary["step_seconds"]) == {"extract", "normalize", "load"}
+    assert summary["requests"] == {"200": 21}

@@ -58,21 +58,30 @@ def chess(
     base_url: str = DEFAULT_BASE_URL,
     contact: str | None = None,
     max_concurrency: int = 3,
+    max_games_per_load: int = 5000,
     report: RunReport | None = None,
 ) -> Sequence[DltResource]:
     """Profiles, stats and games of `players` for archive months `start_month`..`end_month`.
 
     Everything is validated here, before any request. Pass a `RunReport` to learn what
     the run did (players failed and why, months downloaded / not modified / skipped).
+    Months beyond `max_games_per_load` downloaded games are left for the next load
+    (`report.deferred_months`): a backfill runs as several bounded loads, each committing
+    its state, so memory stays flat and an interrupted backfill resumes where it stopped.
     """
     names = parse_players(players)
     now = datetime.now(UTC)
     first, last = parse_range(start_month, end_month, now)
-    client = ChessComClient(base_url, contact, max_concurrency)
+    if max_games_per_load < 1:
+        raise ConfigurationError(
+            f"invalid max_games_per_load {max_games_per_load!r}: must be >= 1 "
+            "(SOURCES__CHESS__MAX_GAMES_PER_LOAD)"
+        )
     report = report if report is not None else RunReport()
+    client = ChessComClient(base_url, contact, max_concurrency, stats=report.requests)
     report.players = names
-    report.requests = client.stats
-    months = archive_months(client, names, first, last, now, report)
+    report.deferred_months = 0
+    months = archive_months(client, names, first, last, now, max_games_per_load, report)
     return (
         players_profiles(client, names, report),
         players_stats(client, names, report),
@@ -186,6 +195,7 @@ def archive_months(
     first: Month | None,
     last: Month,
     now: datetime,
+    max_games: int,
     report: RunReport,
 ) -> Iterator[MonthResult]:
     """Fetch the monthly archives that may have changed since the last run.
@@ -213,8 +223,20 @@ def archive_months(
             player, plan.month.path, etag=plan.etag, last_modified=plan.last_modified
         )
 
+    downloaded_games = 0
+    submitted = 0
+
+    def within_budget() -> Iterator[tuple[str, MonthPlan]]:
+        # Checked as each fetch is submitted: at most the fetch window overshoots it.
+        nonlocal submitted
+        for item in todo:
+            if downloaded_games >= max_games:
+                return
+            submitted += 1
+            yield item
+
     seen: set[str] = set()
-    for (player, plan), future in parallel_map(fetch_month, todo, workers):
+    for (player, plan), future in parallel_map(fetch_month, within_budget(), workers):
         done = book[player]["months"]
         month = plan.month.path
         fetched_at = datetime.now(UTC)
@@ -244,8 +266,10 @@ def archive_months(
             games = fetched.data.get("games", [])
             entry["games"] = len(games)
             result.games = _new_game_rows(player, month, games, seen, report)
+            downloaded_games += len(games)
         done[month] = entry
         yield result
+    report.deferred_months = len(todo) - submitted
 
 
 def _archive_listings(

@@ -114,6 +114,7 @@ class ChessComClient:
         contact: str | None = None,
         max_concurrency: int = 3,
         http: Client | None = None,
+        stats: RequestStats | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
         self.user_agent = user_agent(contact)
@@ -123,7 +124,7 @@ class ChessComClient:
                 "without contact details in the User-Agent"
             )
         self.limiter = AdaptiveLimiter(max_concurrency)
-        self.stats = RequestStats()
+        self.stats = stats if stats is not None else RequestStats()
         if http is None:
             # raise_for_status=False: 304, 404 and 410 are answers, not failures.
             http = Client(raise_for_status=False)

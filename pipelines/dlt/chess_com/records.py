@@ -1,7 +1,9 @@
 """Shape API payloads into rows before dlt sees them.
 
-Epoch seconds become timezone-aware timestamps (TIMESTAMP_TZ in Snowflake); nested
-objects are left for dlt to flatten (`white__username`, `accuracies__white`, ...).
+Epoch seconds become timezone-aware timestamps (TIMESTAMP_TZ in Snowflake). A game's
+`white`, `black` and `accuracies` objects are flattened here into the very columns dlt
+would make (`white__username`, `accuracies__white`, ...): same schema, ~25% less
+normalize time (bench/README).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dlt.common.schema.typing import TTableSchemaColumns
 
 PROFILE_TIMES = ("last_online", "joined")
 GAME_TIMES = ("start_time", "end_time")
+GAME_OBJECTS = ("white", "black", "accuracies")
+SEPARATOR = "__"  # dlt's path separator for flattened nested fields
 
 GAME_COLUMNS: TTableSchemaColumns = {
     "uuid": {"data_type": "text", "nullable": False},
@@ -77,4 +81,12 @@ def stats_row(player: str, stats: dict[str, Any], fetched_at: datetime) -> dict[
 def game_row(game: dict[str, Any]) -> dict[str, Any]:
     if not game.get("uuid"):
         raise InvalidRecordError(f"game without uuid: {game.get('url')!r}")
-    return _with_times(game, GAME_TIMES)
+    row = _with_times(game, GAME_TIMES)
+    for name in GAME_OBJECTS:
+        nested = row.pop(name, None)
+        if isinstance(nested, dict):
+            for key, value in nested.items():
+                row[f"{name}{SEPARATOR}{key}"] = value
+        elif nested is not None:
+            row[name] = nested  # not an object: leave it to dlt as it came
+    return row

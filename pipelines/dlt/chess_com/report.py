@@ -21,6 +21,13 @@ class RunReport:
     requests: RequestStats = field(default_factory=RequestStats)
     # Players the API said do not exist (404) or are gone (410): no further requests.
     unavailable: set[str] = field(default_factory=set)
+    # Months left for a further load by the games budget of this one.
+    deferred_months: int = 0
+    # Load packages this run committed (a backfill beyond the games budget takes several).
+    loads: int = 0
+    # Rows written per table and seconds per dlt step, summed over the loads.
+    rows: Counter[str] = field(default_factory=Counter)
+    step_seconds: Counter[str] = field(default_factory=Counter)
 
     def fail(self, player: str, reason: str, unavailable: bool = False) -> None:
         reasons = self.failures.setdefault(player, [])
@@ -32,3 +39,19 @@ class RunReport:
     @property
     def loaded_players(self) -> list[str]:
         return [p for p in self.players if p not in self.failures]
+
+    def as_dict(self) -> dict[str, object]:
+        """Machine-readable summary (the script's --summary-json, Kestra outputs)."""
+        return {
+            "players_loaded": self.loaded_players,
+            "players_failed": {p: "; ".join(r) for p, r in self.failures.items()},
+            "months": dict(self.months),
+            "months_left": self.deferred_months,
+            "loads": self.loads,
+            "games_loaded": self.games,
+            "duplicate_games": self.duplicate_games,
+            "rows": dict(sorted(self.rows.items())),
+            "requests": {str(k): v for k, v in sorted(self.requests.by_status.items())},
+            "bytes_downloaded": self.requests.bytes,
+            "step_seconds": {k: round(v, 3) for k, v in self.step_seconds.items()},
+        }
