@@ -232,54 +232,6 @@ def test_missing_player_setting_names_it(pipeline: Pipeline, api: FakeChessCom) 
     assert api.stats.paths() == []
 
 
-def test_snowflake_without_credentials_names_settings_and_hides_secrets(
-    pipeline: Pipeline, api: FakeChessCom
-) -> None:
-    secret = "hunter2-do-not-print"
-    run = pipeline.run(
-        "--destination",
-        "snowflake",
-        DESTINATION__SNOWFLAKE__CREDENTIALS__PASSWORD=secret,
-        DESTINATION__SNOWFLAKE__CREDENTIALS__USERNAME="loader",
-    )
-    assert run.returncode == 2, run.output
-    assert "DESTINATION__SNOWFLAKE__CREDENTIALS__HOST" in run.stderr
-    assert "--destination duckdb" in run.stderr
-    assert secret not in run.output
-    assert api.stats.paths() == []
-
-
-def test_package_left_by_a_run_killed_before_load_is_loaded_first(
-    pipeline: Pipeline, api: FakeChessCom, world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Extract and normalize in-process, then 'crash' before load; the script finishes it."""
-    import dlt
-
-    from chess_com import chess
-
-    for key, value in pipeline.env().items():
-        monkeypatch.setenv(key, value)
-    crashed = dlt.pipeline(
-        "chess_com",
-        destination=dlt.destinations.duckdb(str(pipeline.db_path)),
-        dataset_name="chess",
-    )
-    crashed.extract(chess())
-    crashed.normalize()
-    assert crashed.has_pending_data
-    api.stats.reset()
-
-    run = pipeline.run()
-    assert run.returncode == 0, run.output
-    assert "pending package of an interrupted run" in run.output
-    # The pending package's state marked finished months done: they are not fetched again,
-    # yet every game is in the table because the package was loaded.
-    assert api.stats.counts()[("games", 200)] == 0
-    uuids = pipeline.game_uuids()
-    assert len(uuids) == len(set(uuids))
-    assert set(uuids) == set(world.all_games())
-
-
 def kestra_messages(stdout: str) -> list[dict]:
     """Kestra reads `::{json}::` lines from a script task's stdout."""
     return [json.loads(line[2:-2]) for line in stdout.splitlines() if line.startswith("::{")]
@@ -393,3 +345,29 @@ def test_summary_json_has_the_figures(pipeline: Pipeline, world: World) -> None:
     assert summary["months"]["downloaded"] == 12 and summary["months_left"] == 0
     assert set(summary["step_seconds"]) == {"extract", "normalize", "load"}
     assert summary["requests"] == {"200": 21}
+
+
+def test_a_failing_document_does_not_cost_the_players_other_data(
+    pipeline: Pipeline, api: FakeChessCom, world: World
+) -> None:
+    api.faults["/pub/player/carol-c/stats"] = [503] * 10
+    api.faults["/pub/player/bob_b/games/archives"] = [503] * 10
+    run = pipeline.run(RUNTIME__REQUEST_MAX_ATTEMPTS="2")
+    assert run.returncode == 1, run.output
+    assert "carol-c: HTTP 503 from" in run.stdout and "bob_b: HTTP 503 from" in run.stdout
+    uuids = set(pipeline.game_uuids())
+    # carol-c's stats failed, not her games; bob_b's archive list failed: his months wait.
+    assert {g["uuid"] for g in world.games_in("carol-c")} <= uuids
+    assert pipeline.query("select player from chess.players_stats order by 1") == [
+        ("alice",),
+        ("bob_b",),
+    ]
+    assert pipeline.query("select distinct player from chess.players_archives order by 1") == [
+        ("alice",),
+        ("carol-c",),
+    ]
+
+    api.faults.clear()
+    rerun = pipeline.run()
+    assert rerun.returncode == 0, rerun.output
+    assert set(pipeline.game_uuids()) == set(world.all_games())

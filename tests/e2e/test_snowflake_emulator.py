@@ -169,49 +169,6 @@ def test_unused_fixture_players_are_absent(snowflake: EmulatedSnowflake, world: 
     assert players == {PLAYERS[0].lower()}
 
 
-@pytest.fixture
-def api_unused(api: FakeChessCom) -> FakeChessCom:
-    return api
-
-
-def test_malformed_private_key_is_a_clear_error_without_the_value(
-    pipeline: Pipeline, api_unused: FakeChessCom, tmp_path: Path
-) -> None:
-    bad_key = "not-a-key-but-a-secret-value"
-    run = pipeline.run(
-        "--destination",
-        "snowflake",
-        DESTINATION__SNOWFLAKE__CREDENTIALS__DATABASE="ANALYTICS",
-        DESTINATION__SNOWFLAKE__CREDENTIALS__HOST="myorg-myaccount",
-        DESTINATION__SNOWFLAKE__CREDENTIALS__USERNAME="LOADER",
-        DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY=bad_key,
-    )
-    assert run.returncode == 2, run.output
-    assert "DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY" in run.stderr
-    assert bad_key not in run.output
-    assert api_unused.stats.paths() == []
-
-
-def test_unknown_account_is_a_clear_error_naming_the_setting(
-    pipeline: Pipeline, api_unused: FakeChessCom
-) -> None:
-    password = "pw-do-not-print-7731"
-    run = pipeline.run(
-        "--destination",
-        "snowflake",
-        DESTINATION__SNOWFLAKE__CREDENTIALS__DATABASE="ANALYTICS",
-        DESTINATION__SNOWFLAKE__CREDENTIALS__HOST="no-such-org-no-such-account",
-        DESTINATION__SNOWFLAKE__CREDENTIALS__USERNAME="LOADER",
-        DESTINATION__SNOWFLAKE__CREDENTIALS__PASSWORD=password,
-        DESTINATION__SNOWFLAKE__CREDENTIALS__QUERY__LOGIN_TIMEOUT="10",
-    )
-    assert run.returncode == 2, run.output
-    assert "cannot connect to Snowflake" in run.stderr
-    assert "DESTINATION__SNOWFLAKE__CREDENTIALS__HOST" in run.stderr
-    assert password not in run.output
-    assert api_unused.stats.paths() == []
-
-
 def rsa_key(passphrase: bytes | None) -> bytes:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -133,3 +133,10 @@ def test_user_agent_forms() -> None:
 def test_missing_contact_warns(caplog: pytest.LogCaptureFixture) -> None:
     ChessComClient(BASE)
     assert "SOURCES__CHESS__CONTACT is not set" in caplog.text
+
+
+@responses.activate
+def test_json_that_is_not_an_object_names_url(client: ChessComClient) -> None:
+    responses.get(PROFILE, json=["not", "an", "object"])
+    with pytest.raises(ChessComError, match=f"unexpected JSON from {PROFILE}: list"):
+        client.profile("hikaru")

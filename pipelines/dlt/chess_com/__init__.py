@@ -121,14 +121,22 @@ def _record_failure(player: str, exc: ChessComError, report: RunReport) -> None:
 
 
 def _fetch_players(
+    client: ChessComClient,
     fetch: Callable[..., Fetched],
     players: list[str],
-    validators: dict[str, dict[str, str | None]],
     report: RunReport,
-    workers: int,
+    validators: dict[str, dict[str, str | None]] | None = None,
+    include_not_modified: bool = False,
 ) -> Iterator[tuple[str, Fetched]]:
-    """Fetch one document per player in parallel, conditionally; yield the changed ones."""
+    """Fetch one document per player in parallel, conditionally; yield the changed ones
+    (and the unchanged ones too with `include_not_modified`). Failures are reported.
+
+    Validators (ETag, Last-Modified) live in the calling resource's state unless given.
+    """
+    if validators is None:
+        validators = dlt.current.resource_state().setdefault("validators", {})
     calls = [(p, validators.get(p, {})) for p in _available(players, report)]
+    workers = client.limiter.max_in_flight
     for (player, _), future in parallel_map(lambda c: fetch(c[0], **c[1]), calls, workers):
         try:
             fetched = future.result()
@@ -136,7 +144,7 @@ def _fetch_players(
             _record_failure(player, exc, report)
             continue
         validators[player] = {"etag": fetched.etag, "last_modified": fetched.last_modified}
-        if not fetched.not_modified:
+        if include_not_modified or not fetched.not_modified:
             yield player, fetched
 
 
@@ -150,9 +158,7 @@ def players_profiles(
     client: ChessComClient, players: list[str], report: RunReport
 ) -> Iterator[TDataItem]:
     """One row per player, re-loaded only when Chess.com says the profile changed."""
-    validators = dlt.current.resource_state().setdefault("validators", {})
-    workers = client.limiter.max_in_flight
-    for player, fetched in _fetch_players(client.profile, players, validators, report, workers):
+    for player, fetched in _fetch_players(client, client.profile, players, report):
         try:
             yield profile_row(fetched.data)
         except InvalidRecordError as exc:
@@ -170,9 +176,7 @@ def players_stats(
     client: ChessComClient, players: list[str], report: RunReport
 ) -> Iterator[TDataItem]:
     """Ratings and records per time class, one row per player."""
-    validators = dlt.current.resource_state().setdefault("validators", {})
-    workers = client.limiter.max_in_flight
-    for player, fetched in _fetch_players(client.stats_of, players, validators, report, workers):
+    for player, fetched in _fetch_players(client, client.stats_of, players, report):
         yield stats_row(player, fetched.data, datetime.now(UTC))
 
 
@@ -206,7 +210,7 @@ def archive_months(
     """
     book: dict[str, Any] = dlt.current.resource_state().setdefault("players", {})
     workers = client.limiter.max_in_flight
-    listings = _archive_listings(client, players, book, Month.of(now), report, workers)
+    listings = _archive_listings(client, players, book, Month.of(now), report)
 
     todo: list[tuple[str, MonthPlan]] = []
     for player, months in listings.items():
@@ -278,7 +282,6 @@ def _archive_listings(
     book: dict[str, Any],
     current: Month,
     report: RunReport,
-    workers: int,
 ) -> dict[str, list[str]]:
     """Months each player has archives for, as `YYYY/MM`.
 
@@ -297,22 +300,32 @@ def _archive_listings(
         p: {"etag": v.get("etag"), "last_modified": v.get("last_modified")}
         for p, v in stale.items()
     }
-    fetched = dict(_fetch_players(client.archives, list(stale), validators, report, workers))
-    for player, old in stale.items():
-        if player in report.failures:
-            continue
-        if player in fetched:
-            urls = fetched[player].data.get("archives", [])
-            months = sorted({Month.from_archive_url(u).path for u in urls})
-        else:  # 304: the list did not change
-            months = old.get("months", [])
+    answered = _fetch_players(
+        client, client.archives, list(stale), report, validators, include_not_modified=True
+    )
+    for player, fetched in answered:
+        if fetched.not_modified:
+            months = stale[player].get("months", [])
+        else:
+            months = _listed_months(player, fetched.data.get("archives", []), report)
         book[player]["archives"] = {
             "listed_in": current.path,
             "months": months,
             **validators[player],
         }
         listings[player] = months
+    # A player whose list could not be read is reported; its months wait for the next run.
     return listings
+
+
+def _listed_months(player: str, urls: list[str], report: RunReport) -> list[str]:
+    months = set()
+    for url in urls:
+        try:
+            months.add(Month.from_archive_url(url).path)
+        except InvalidMonthError as exc:
+            report.fail(player, str(exc))
+    return sorted(months)
 
 
 def _new_game_rows(

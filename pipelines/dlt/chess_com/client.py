@@ -176,6 +176,13 @@ class ChessComClient:
                 data = response.json()
             except (json.JSONDecodeError, ValueError) as exc:
                 raise ChessComError(f"malformed JSON from {url}: {exc}", url, status) from exc
+            if not isinstance(data, dict):
+                # Every PubAPI endpoint answers with an object.
+                raise ChessComError(
+                    f"unexpected JSON from {url}: {type(data).__name__}, not an object",
+                    url,
+                    status,
+                )
         return Fetched(
             url=url,
             status=status,
