@@ -147,7 +147,8 @@ def test_failed_month_is_not_marked_done_and_is_fetched_next_run(
 def test_parallel_requests_back_off_when_the_api_answers_429(
     pipeline: Pipeline, world: World
 ) -> None:
-    with FakeChessCom(world, max_in_flight=1) as strict:
+    # Latency keeps requests overlapping, so the default 3 in flight must meet 429s.
+    with FakeChessCom(world, max_in_flight=1, latency=0.05) as strict:
         strict_pipeline = Pipeline(pipeline.workdir, strict)
         run = strict_pipeline.run()
         assert run.returncode == 0, run.output
