@@ -6,7 +6,8 @@
 #   tools/validate_manifests.sh FLUX_SCHEMA_DIR
 #
 # FLUX_SCHEMA_DIR holds the extracted crd-schemas.tar.gz of the pinned Flux release
-# (.github/workflows/ci.yml downloads it). Needs kubectl (or kustomize) and kubeconform.
+# (.github/workflows/ci.yml extracts it flat: files like kustomization-kustomize-v1.json).
+# Needs kubectl (or kustomize) and kubeconform.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
