@@ -49,6 +49,14 @@ os.environ.setdefault("DLT_PROJECT_DIR", str(HERE))
 import dlt  # noqa: E402
 from dlt.common.configuration.exceptions import ConfigFieldMissingException  # noqa: E402
 from dlt.pipeline.exceptions import PipelineStepFailed  # noqa: E402
+
+from chess_com import (  # noqa: E402
+    ConfigurationError,
+    InvalidMonthError,
+    InvalidPlayerError,
+    RunReport,
+    chess,
+)
 from warehouse import (  # noqa: E402
     DESTINATIONS,
     LOADER_FILE_FORMAT,
@@ -57,14 +65,6 @@ from warehouse import (  # noqa: E402
     check_destination,
     create_views,
     make_destination,
-)
-
-from chess_com import (  # noqa: E402
-    ConfigurationError,
-    InvalidMonthError,
-    InvalidPlayerError,
-    RunReport,
-    chess,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
