@@ -231,10 +231,15 @@ def run(args: argparse.Namespace) -> int:
             # committed, the next load picks up the months it left.
             logger.info("%d months left for the next load", report.deferred_months)
             source = chess(report=report, **source_args)
-        create_views(pipeline)
     except PipelineStepFailed as exc:
         print(f"error: pipeline step '{exc.step}' failed: {exc.exception}", file=sys.stderr)
         return EXIT_FAILED
+    try:
+        create_views(pipeline)
+        views_ok = True
+    except Exception as exc:  # the data is loaded; say so and fail the run
+        print(f"error: data loaded, but the player_games view failed: {exc}", file=sys.stderr)
+        views_ok = False
     target = f"{args.destination} dataset '{args.dataset}'"
     if args.destination == "duckdb":
         target += f" ({pipeline.destination_client().config.credentials.database})"
@@ -244,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
         args.summary_json.write_text(json.dumps({**report.as_dict(), "elapsed_s": elapsed}))
     if env("KESTRA_EXECUTION_ID"):
         report_to_kestra(report, elapsed)
-    return EXIT_FAILED if report.failures else EXIT_OK
+    return EXIT_FAILED if report.failures or not views_ok else EXIT_OK
 
 
 def report_to_kestra(report: RunReport, elapsed: float) -> None:

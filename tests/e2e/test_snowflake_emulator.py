@@ -161,7 +161,7 @@ def test_player_games_view_on_snowflake_matches_duckdb_semantics(
     assert rows == expected_player_games(world, ["alice", "bob_b"])
 
 
-def test_unused_fixture_players_are_absent(snowflake: EmulatedSnowflake, world: World) -> None:
+def test_view_has_only_the_tracked_players(snowflake: EmulatedSnowflake) -> None:
     assert snowflake.run("--players", PLAYERS[0]).returncode == 0
     players = {
         r["player"] for r in snowflake.query("select distinct player from chess.player_games")
