@@ -15,7 +15,10 @@ NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 TASK_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
 INPUT_ID = re.compile(r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$")
 # java.time.Duration.parse: PnDTnHnMn.nS (no years, months or weeks).
-DURATION = re.compile(r"^-?P(?=\d|T\d)(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?$")
+DURATION = re.compile(
+    r"^(?P<sign>-?)P(?=\d|T\d)(?:(?P<d>\d+)D)?"
+    r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
 # Pinned: a digest, or a tag carrying a full x.y.z version (`3.11` moves, `3.11.14` does not).
 IMAGE_TAG_PINNED = re.compile(r"^[^\s:@]+:[^\s:@]*\d+\.\d+\.\d+[^\s:@]*$")
 IMAGE_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -41,6 +44,11 @@ RETRY_TYPES = {
     "constant": {"interval"},
     "exponential": {"interval", "maxInterval", "delayFactor"},
     "random": {"minInterval", "maxInterval"},
+}
+RETRY_REQUIRED = {
+    "constant": ("interval",),
+    "exponential": ("interval", "maxInterval"),
+    "random": ("minInterval", "maxInterval"),
 }
 RETRY_COMMON = {"type", "maxAttempts", "maxDuration", "warningOnRetry", "behavior"}
 RETRY_DURATIONS = ("interval", "maxInterval", "minInterval", "maxDuration")

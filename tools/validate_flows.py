@@ -371,20 +371,17 @@ class FlowChecker:
             self.report(
                 join(path, "maxAttempts"), "retry", f"maxAttempts {attempts!r} must be >= 1"
             )
-        required = {"constant": ("interval",), "exponential": ("interval", "maxInterval"),
-                    "random": ("minInterval", "maxInterval")}[kind]  # fmt: skip
-        for key in required:
+        for key in rules.RETRY_REQUIRED[kind]:
             if key not in retry:
                 self.report(path, "retry", f"{kind} retry needs {key!r}")
-        low, high = (
-            ("minInterval", "maxInterval") if kind == "random" else ("interval", "maxInterval")
-        )
-        if kind != "constant" and low in retry and high in retry:
-            lo, hi = seconds(retry[low]), seconds(retry[high])
-            if lo is not None and hi is not None and lo >= hi:
-                self.report(
-                    join(path, low), "retry", f"{low} {retry[low]} must be < {high} {retry[high]}"
-                )
+        if kind == "constant":
+            return
+        low, high = rules.RETRY_REQUIRED[kind]  # the interval must be below the maximum
+        lo, hi = seconds(retry.get(low)), seconds(retry.get(high))
+        if lo is not None and hi is not None and lo >= hi:
+            self.report(
+                join(path, low), "retry", f"{low} {retry[low]} must be < {high} {retry[high]}"
+            )
 
     def check_concurrency(self, concurrency: Any) -> None:
         if concurrency is None:
@@ -471,13 +468,12 @@ class FlowChecker:
 
 
 def seconds(value: Any) -> float | None:
-    if not isinstance(value, str) or not rules.DURATION.match(value):
+    match = rules.DURATION.match(value) if isinstance(value, str) else None
+    if not match:
         return None
-    match = re.match(r"^(-?)P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$", value)
-    assert match
-    sign, d, h, m, s = match.groups()
-    total = int(d or 0) * 86400 + int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
-    return -total if sign else total
+    d, h, m, sec = (match.group(k) for k in ("d", "h", "m", "s"))
+    total = int(d or 0) * 86400 + int(h or 0) * 3600 + int(m or 0) * 60 + float(sec or 0)
+    return -total if match.group("sign") else total
 
 
 def cron_problems(cron: str, with_seconds: bool = False) -> list[str]:

@@ -141,9 +141,8 @@ WHERE s.player IN (SELECT DISTINCT a.player FROM {dataset}.players_archives AS a
 def create_views(pipeline: dlt.Pipeline) -> bool:
     """(Re)create the `player_games` view once the tables it reads exist."""
     with pipeline.sql_client() as sql:
-        if not all(
-            sql.has_dataset() and _has_table(sql, t) for t in ("players_games", "players_archives")
-        ):
+        tables = ("players_games", "players_archives")
+        if not sql.has_dataset() or not all(_has_table(sql, t) for t in tables):
             return False
         sql.execute_sql(player_games_sql(sql.fully_qualified_dataset_name()))
     return True

@@ -1,7 +1,7 @@
 """dlt source for the Chess.com published-data API: player profiles, stats and games.
 
 Config section `sources.chess` (env `SOURCES__CHESS__<ARG>`): `players`, `start_month`,
-`end_month`, `base_url`, `contact`, `max_concurrency`.
+`end_month`, `base_url`, `contact`, `max_concurrency`, `max_games_per_load`.
 """
 
 from __future__ import annotations
