@@ -5,20 +5,28 @@ Serves a `World` under `/pub/...` with weak ETags, Chess.com-style Last-Modified
 malformed URLs, 410 for closed accounts, 403 without a User-Agent, and 429 when more
 requests are in flight than `max_in_flight`. Optional latency per request. Counts every
 request by kind and status so tests can assert what was (not) downloaded.
+
+Fault injection (see `FakeChessCom.override`): serve a raw body / status / headers for a
+path, N times or always, trickle a body at B bytes/s, or answer 304 whatever validators
+the client sent. `faults[path] = [500, 429]` still queues bare error statuses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .world import Document, World
+from .world import Document, World, chesscom_date
 
 ROUTES = [
     ("profile", re.compile(r"^/pub/player/([^/]+)$")),
@@ -35,6 +43,46 @@ class RequestLog:
     status: int
     nbytes: int
     headers: dict[str, str]
+
+
+@dataclass
+class Override:
+    """A scripted answer for the paths matching `pattern` (exact, or an fnmatch glob).
+
+    `body` None keeps the normal document (so `status`, `headers` or `trickle_bps` alone
+    alter a normal answer); bytes/str are sent raw (malformed JSON is fine); anything else
+    is JSON-encoded. A scripted body gets its own validators, like any Chess.com document,
+    and a request echoing them gets 304 (so a client that kept the validators of a bad
+    answer would never see the good one). `times` None means always; otherwise the override is used up after
+    that many answers and the path is served normally again. `not_modified` answers 304
+    (with the document's validators) even to a request that sent none.
+    """
+
+    pattern: str
+    status: int | None = None
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    times: int | None = None
+    trickle_bps: float | None = None
+    not_modified: bool = False
+    served: int = 0
+    created: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+
+    def matches(self, path: str) -> bool:
+        return path == self.pattern or fnmatchcase(path, self.pattern)
+
+    @property
+    def used_up(self) -> bool:
+        return self.times is not None and self.served >= self.times
+
+    def encoded_body(self) -> bytes | None:
+        if self.body is None:
+            return None
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
 
 
 @dataclass
@@ -84,6 +132,9 @@ class FakeChessCom:
         self.stats = ServerStats()
         # path -> statuses to answer before serving normally (e.g. [429] or [500] * 10)
         self.faults: dict[str, list[int]] = {}
+        # Scripted answers, first match wins (see `override`).
+        self.overrides: list[Override] = []
+        self.stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"api": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
@@ -100,6 +151,7 @@ class FakeChessCom:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()  # ends trickles in progress
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -108,6 +160,47 @@ class FakeChessCom:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- fault injection ---------------------------------------------------------------
+    def override(
+        self,
+        pattern: str,
+        *,
+        status: int | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        times: int | None = None,
+        trickle_bps: float | None = None,
+        not_modified: bool = False,
+    ) -> Override:
+        """Answer requests for `pattern` (a path like `/pub/player/alice/games/2024/05`, or
+        a glob like `/pub/player/*/stats`) as scripted; see `Override`. Returns the rule,
+        whose `served` counts the answers it gave. Later rules do not shadow earlier ones."""
+        rule = Override(
+            pattern,
+            status=status,
+            body=body,
+            headers=dict(headers or {}),
+            times=times,
+            trickle_bps=trickle_bps,
+            not_modified=not_modified,
+        )
+        with self.world.lock:
+            self.overrides.append(rule)
+        return rule
+
+    def clear_overrides(self) -> None:
+        with self.world.lock:
+            self.overrides.clear()
+            self.faults.clear()
+
+    def _take_override(self, path: str) -> Override | None:
+        with self.world.lock:
+            for rule in self.overrides:
+                if not rule.used_up and rule.matches(path):
+                    rule.served += 1
+                    return rule
+        return None
 
     # -- routing ----------------------------------------------------------------------
     def resolve(self, path: str) -> tuple[str, int, Document | None, str]:
@@ -161,10 +254,15 @@ class _Handler(BaseHTTPRequestHandler):
             stats.in_flight += 1
             stats.max_in_flight_seen = max(stats.max_in_flight_seen, stats.in_flight)
             over = api.max_in_flight is not None and stats.in_flight > api.max_in_flight
+        trickle: float | None = None
         try:
             if api.latency:
                 time.sleep(api.latency)
             kind, status, body, headers = self._answer(over)
+            rule = None if over else api._take_override(self.path.split("?", 1)[0])
+            if rule is not None:
+                status, body, headers = _apply(rule, self.headers, status, body, headers)
+                trickle = rule.trickle_bps
         finally:
             # Leave the in-flight count before replying, so a client that sends its next
             # request as soon as it reads this reply is not counted twice.
@@ -175,11 +273,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            if trickle:
+                self._trickle(body, trickle)
+            else:
+                self.wfile.write(body)
+        except OSError:  # the client gave up (e.g. its total-time bound): that is the point
+            self.close_connection = True
         with stats.lock:
             stats.log.append(
                 RequestLog(self.path, kind, status, len(body), dict(self.headers.items()))
             )
+
+    def _trickle(self, body: bytes, bytes_per_second: float) -> None:
+        """Send `body` a byte at a time, `bytes_per_second`, until done or the server stops."""
+        pause = 1.0 / bytes_per_second
+        for i in range(len(body)):
+            if self.api.stopping.wait(pause):
+                self.close_connection = True
+                return
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
 
     def _answer(self, over_limit: bool) -> tuple[str, int, bytes, dict[str, str]]:
         api = self.api
@@ -206,6 +320,33 @@ class _Handler(BaseHTTPRequestHandler):
             ):
                 return kind, 304, b"", {**validators, **cache}
             return kind, 200, doc.encoded(), {**json_type, **validators, **cache}
+
+
+def _apply(
+    rule: Override, request: Any, status: int, body: bytes, headers: dict[str, str]
+) -> tuple[int, bytes, dict[str, str]]:
+    """The normal answer (status, body, headers) altered by an override rule."""
+    if rule.not_modified:
+        validators = {k: v for k, v in headers.items() if k in ("ETag", "Last-Modified")}
+        return 304, b"", {**validators, **rule.headers}
+    raw = rule.encoded_body()
+    if raw is not None:
+        body = raw
+        etag = 'W/"' + hashlib.md5(raw).hexdigest() + '"'
+        modified = chesscom_date(rule.created)
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "ETag": etag,
+            "Last-Modified": modified,
+        }
+        status = 200 if rule.status is None else rule.status
+        if status == 200 and (
+            request.get("If-None-Match") == etag or request.get("If-Modified-Since") == modified
+        ):
+            return 304, b"", {**headers, **rule.headers}
+    if rule.status is not None:
+        status = rule.status
+    return status, body, {**headers, **rule.headers}
 
 
 def _error(code: int, message: str) -> bytes:
