@@ -1,0 +1,403 @@
+"""A Kestra execution twin: what Flux applies -> what the sync Job uploads -> what a task runs.
+
+Each step follows the runtime's own code (cited where it is modelled) or runs the real thing:
+
+1. Render: `kubectl kustomize --load-restrictor LoadRestrictionsNone` of a Flux path, as
+   kustomize-controller builds it.
+2. Mount: the sync Job's volumes laid out as the kubelet does (kubernetes
+   pkg/volume/util/atomic_writer.go: `..<timestamp>/` holds the files, `..data` points at
+   it, each key is a symlink through `..data`; ConfigMap/Secret `defaultMode`, 0644 when
+   unset; pkg/volume/volume_linux.go SetVolumeOwnership with fsGroup: group := fsGroup,
+   mode |= 0440 (read-only volumes) or 0660, setgid on directories).
+3. Sync: the Job's real command (bash + k8s/apps/pipelines/sync.sh) runs under the pod's
+   uid/gid/groups (setpriv; the kernel enforces the modes), with a stand-in for the Kestra
+   CLI (fake_kestra_cli.py) that stores what the real CLI would upload.
+4. Execute: a task's namespace files picked with Kestra's matching (tools/kestra_files.py),
+   its env rendered with the expression subset the flows use (`inputs.*` from the execution,
+   the Schedule trigger's `inputs` and declared `defaults`; `??`; `vars.*`; `flow.*`;
+   `execution.id`; `secret('X')` as open-source Kestra's SecretService reads it), then its
+   `beforeCommands` + `commands` run as the script plugin runs them
+   (kestra script/.../AbstractExecScript.java + core/.../runners/ScriptService.java:
+   interpreter `/bin/sh -c`, `set -e`, commands joined by newlines).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import kestra_files
+
+from tests.kestra import fake_kestra_cli
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RuntimeError("kubectl is required (it carries the kustomize Flux runs)")
+    out = subprocess.run(
+        [kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"kustomize build {path} failed:\n{out.stderr}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    for obj in objects:
+        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+            return obj
+    raise LookupError(f"no {kind} {name} in the rendered manifests")
+
+
+def secret_data(secret: dict[str, Any]) -> dict[str, bytes]:
+    """The API server merges `stringData` into `data` (stringData wins)."""
+    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    data.update({k: str(v).encode() for k, v in (secret.get("stringData") or {}).items()})
+    return data
+
+
+# --- 2. the kubelet's volumes -------------------------------------------------------------
+
+
+def write_atomic_volume(target: Path, files: dict[str, bytes], mode: int) -> None:
+    """AtomicWriter's layout: files in a timestamped dir, `..data` link, per-key links."""
+    payload = target / "..2026_11_29_00_00_00.000000000"
+    payload.mkdir(parents=True)
+    for key, content in files.items():
+        (payload / key).write_bytes(content)
+        (payload / key).chmod(mode)
+    (target / "..data").symlink_to(payload.name)
+    for key in files:
+        (target / key).symlink_to(f"..data/{key}")
+
+
+def apply_fs_group(target: Path, fs_group: int, read_only: bool) -> None:
+    """SetVolumeOwnership: chown to fsGroup and add group bits, walking the volume."""
+    mask = 0o440 if read_only else 0o660
+    for path in [target, *target.rglob("*")]:
+        if path.is_symlink():
+            continue
+        st = path.stat()
+        os.chown(path, st.st_uid, fs_group)
+        extra = stat.S_ISGID if path.is_dir() else 0
+        path.chmod(stat.S_IMODE(st.st_mode) | mask | extra)
+
+
+@dataclass
+class Pod:
+    """A Job's pod laid out on this machine: mount path -> host directory."""
+
+    root: Path
+    spec: dict[str, Any]
+    mounts: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def of_job(cls, job: dict[str, Any], objects: list[dict[str, Any]], root: Path) -> Pod:
+        spec = job["spec"]["template"]["spec"]
+        pod = cls(root, spec)
+        (container,) = spec["containers"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        fs_group = spec.get("securityContext", {}).get("fsGroup")
+        for mount in container["volumeMounts"]:
+            volume = volumes[mount["name"]]
+            host = root / "volumes" / mount["name"]
+            if "configMap" in volume:
+                cm = find(objects, "ConfigMap", volume["configMap"]["name"])
+                files = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
+                write_atomic_volume(host, files, volume["configMap"].get("defaultMode", 0o644))
+                read_only = True
+            elif "secret" in volume:
+                secret = find(objects, "Secret", volume["secret"]["secretName"])
+                write_atomic_volume(
+                    host, secret_data(secret), volume["secret"].get("defaultMode", 0o644)
+                )
+                read_only = True
+            elif "emptyDir" in volume:
+                host.mkdir(parents=True)
+                host.chmod(0o777)
+                read_only = False
+            else:
+                raise NotImplementedError(f"volume type of {mount['name']}")
+            # Files the kubelet writes are root's; the mount point is traversable.
+            for path in [host, *host.rglob("*")]:
+                if not path.is_symlink():
+                    os.chown(path, 0, 0)
+            host.chmod(0o755 if read_only else 0o777)
+            if fs_group is not None:
+                apply_fs_group(host, fs_group, read_only)
+            pod.mounts[mount["mountPath"]] = host
+        return pod
+
+    def host_path(self, value: str) -> str:
+        """A container path (or a value holding one at its start) on this machine."""
+        for mount_path, host in sorted(self.mounts.items(), key=lambda m: -len(m[0])):
+            if value == mount_path or value.startswith(mount_path + "/"):
+                return str(host) + value[len(mount_path) :]
+        return value
+
+    def run(self, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The container's command, as the pod's user, with its env and mounts mapped."""
+        (container,) = self.spec["containers"]
+        argv = [self.host_path(a) for a in [*container["command"], *container.get("args", [])]]
+        container_env = {e["name"]: self.host_path(str(e["value"])) for e in container["env"]}
+        security = self.spec.get("securityContext", {})
+        uid, gid = security.get("runAsUser", 0), security.get("runAsGroup", 0)
+        groups = [security["fsGroup"]] if "fsGroup" in security else []
+        groups += security.get("supplementalGroups", [])
+        setpriv = [
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
+        ]
+        return subprocess.run(
+            [*setpriv, *argv],
+            env={"PATH": os.environ["PATH"], **container_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+# --- 3. what the Kestra CLI stored -----------------------------------------------------
+
+
+@dataclass
+class KestraStore:
+    """Namespace files and flows as the API stored them (tenant `main`)."""
+
+    root: Path
+
+    def namespaces(self) -> list[str]:
+        base = self.root / "namespaces"
+        return sorted(p.name for p in base.iterdir()) if base.exists() else []
+
+    def files(self, namespace: str) -> dict[str, bytes]:
+        """Stored path (`/chess_com/client.py`) -> content."""
+        base = self.root / "namespaces" / namespace / "files"
+        return {
+            "/" + p.relative_to(base).as_posix(): p.read_bytes()
+            for p in sorted(base.rglob("*"))
+            if p.is_file()
+        }
+
+    def flows(self, namespace: str) -> dict[str, str]:
+        base = self.root / "namespaces" / namespace / "flows"
+        return {p.stem: p.read_text() for p in sorted(base.glob("*.yml"))}
+
+
+def fake_cli(bin_dir: Path, store: Path, auth: str) -> Path:
+    """An executable standing in for /app/kestra that records into `store`."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (store / "spool").mkdir(parents=True, exist_ok=True)
+    (store / "spool").chmod(0o777)
+    (store / "auth").write_text(auth)
+    (store / "auth").chmod(0o644)
+    cli = bin_dir / "kestra"
+    cli.write_text(fake_kestra_cli.CLIENT.replace("@STORE@", str(store)))
+    cli.chmod(0o755)
+    return cli
+
+
+@dataclass
+class Sync:
+    """One run of the sync Job: its process and what Kestra holds afterwards."""
+
+    result: subprocess.CompletedProcess[str]
+    store: KestraStore
+    calls: list[list[str]]
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.result.returncode == 0 and self.error is None
+
+
+def run_sync(objects: list[dict[str, Any]], root: Path, job: dict[str, Any] | None = None) -> Sync:
+    """Run the sync Job of `objects` against a stand-in Kestra holding the basic-auth
+    Secret's credentials; the store may already hold files from an earlier sync."""
+    job = job or find(objects, "Job", "pipelines-sync")
+    store = KestraStore(root / "kestra")
+    auth = secret_data(find(objects, "Secret", "kestra-basic-auth"))
+    cli = fake_cli(
+        root / "bin", store.root, f"{auth['username'].decode()}:{auth['password'].decode()}"
+    )
+    pod = Pod.of_job(job, objects, root / "pod")
+    result = pod.run({"KESTRA_CLI": str(cli)})
+    try:
+        calls, error = fake_kestra_cli.apply(store.root), None
+    except fake_kestra_cli.ServerError as exc:
+        calls, error = [], str(exc)
+    return Sync(result, store, calls, error)
+
+
+# --- 4. an execution -----------------------------------------------------------------------
+
+
+class RenderError(Exception):
+    """Kestra fails the task before it starts (IllegalVariableEvaluationException)."""
+
+
+_LINE_BREAKS = re.compile(r"\r\n|[\n\x0b\x0c\r\x85\u2028\u2029]")  # Java's \R
+
+
+def kestra_secrets(server_env: dict[str, str]) -> dict[str, str]:
+    """core/.../secret/SecretService.java: env `SECRET_*`, base64 (line breaks removed),
+    names upper-cased; a value that does not decode is skipped (logged, not fatal)."""
+    secrets = {}
+    for name, value in server_env.items():
+        if not name.startswith("SECRET_"):
+            continue
+        text = _LINE_BREAKS.sub("", value)
+        try:
+            # java.util.Base64.getDecoder(): RFC 4648 alphabet, padding optional.
+            decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+            secrets[name.removeprefix("SECRET_").upper()] = decoded.decode()
+        except ValueError:
+            continue
+    return secrets
+
+
+def server_env_from(objects: list[dict[str, Any]], values: dict[str, str]) -> dict[str, str]:
+    """The Kestra pod's env: the HelmRelease's `common.extraEnvFrom` Secrets with their prefix.
+
+    `values` fills the Secret's keys (plain text; base64-encoded here as the README tells
+    operators to); the keys must be exactly the manifest's."""
+    release = find(objects, "HelmRelease", "kestra")
+    env = {}
+    for source in release["spec"]["values"]["common"]["extraEnvFrom"]:
+        secret = find(objects, "Secret", source["secretRef"]["name"])
+        keys = set(secret_data(secret))
+        if set(values) != keys:
+            raise ValueError(
+                f"secret values for {sorted(values)} but the manifest has {sorted(keys)}"
+            )
+        for key, value in values.items():
+            env[source.get("prefix", "") + key] = base64.b64encode(value.encode()).decode()
+    return env
+
+
+@dataclass
+class Execution:
+    """One execution of a flow: inputs resolved, expressions rendered."""
+
+    flow: dict[str, Any]
+    secrets: dict[str, str]
+    inputs: dict[str, Any]
+    execution_id: str = "2Lq0dTwinExec01"
+
+    @classmethod
+    def scheduled(cls, flow: dict[str, Any], trigger_id: str, secrets: dict[str, str]) -> Execution:
+        """A Schedule trigger fires: its `inputs`, then each input's `defaults`."""
+        trigger = next(t for t in flow.get("triggers", []) if t["id"] == trigger_id)
+        return cls.manual(flow, trigger.get("inputs") or {}, secrets)
+
+    @classmethod
+    def manual(
+        cls, flow: dict[str, Any], given: dict[str, Any], secrets: dict[str, str]
+    ) -> Execution:
+        inputs: dict[str, Any] = {}
+        for spec in flow.get("inputs", []):
+            name = spec["id"]
+            value = given.get(name, spec.get("defaults"))
+            if value is None and spec.get("required", True):
+                raise RenderError(f"Missing required input: {name}")
+            validator = spec.get("validator")
+            if value is not None and validator and not re.fullmatch(validator, str(value)):
+                raise RenderError(f"Invalid input '{name}': does not match validator")
+            if spec["type"] == "BOOL" and isinstance(value, str):
+                value = value.lower() == "true"
+            inputs[name] = value
+        return cls(flow, secrets, inputs)
+
+    def _lookup(self, expression: str) -> Any:
+        expression = expression.strip()
+        literal = re.fullmatch(r"'([^']*)'|\"([^\"]*)\"", expression)
+        if literal:
+            return literal.group(1) if literal.group(1) is not None else literal.group(2)
+        secret = re.fullmatch(r"secret\(\s*'([^']+)'\s*\)", expression)
+        if secret:
+            key = secret.group(1)
+            if key.upper() not in self.secrets:
+                raise RenderError(f"Cannot find secret for key '{key}'.")
+            return self.secrets[key.upper()]
+        scopes = {
+            "inputs": self.inputs,
+            "vars": self.flow.get("variables", {}),
+            "flow": {"id": self.flow["id"], "namespace": self.flow["namespace"]},
+            "execution": {"id": self.execution_id},
+        }
+        dotted = re.fullmatch(r"(inputs|vars|flow|execution)\.([A-Za-z0-9_]+)", expression)
+        if not dotted:
+            raise NotImplementedError(f"expression outside the twin's subset: {expression!r}")
+        scope = scopes[dotted.group(1)]
+        if dotted.group(2) not in scope:
+            raise AttributeError(expression)  # Pebble strict variables
+        return scope[dotted.group(2)]
+
+    def _evaluate(self, expression: str) -> Any:
+        """`a ?? b`: NullCoalescingExpression (null or undefined left -> right)."""
+        *options, last = expression.split("??")
+        for option in options:
+            try:
+                value = self._lookup(option)
+            except AttributeError:
+                continue
+            if value is not None:
+                return value
+        try:
+            return self._lookup(last)
+        except AttributeError:
+            raise RenderError(f"Unable to find `{last.strip()}` used in the expression") from None
+
+    def render(self, text: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            value = self._evaluate(match.group(1))
+            if value is None:
+                return ""
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            return str(value)
+
+        return re.sub(r"\{\{(.*?)\}\}", one, str(text))
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return next(t for t in self.flow["tasks"] if t["id"] == task_id)
+
+    def task_env(self, task_id: str) -> dict[str, str]:
+        return {k: self.render(v) for k, v in (self.task(task_id).get("env") or {}).items()}
+
+    def namespace_files(self, task_id: str, stored: dict[str, bytes]) -> dict[str, bytes]:
+        """Working-dir path -> content, for a task's `namespaceFiles`."""
+        spec = self.task(task_id).get("namespaceFiles") or {}
+        if not spec.get("enabled", True) or not spec:
+            return {}
+        picked = kestra_files.select(list(stored), spec.get("include"), spec.get("exclude"))
+        return {kestra_files.working_dir_path(p): stored[p] for p in picked}
+
+    def script(self, task_id: str) -> str:
+        """The `/bin/sh -c` argument the script plugin builds (failFast: `set -e` first)."""
+        task = self.task(task_id)
+        lines = ["set -e", *task.get("beforeCommands", []), *task.get("commands", [])]
+        return "\n".join(self.render(line) for line in lines)
+
+
+def iter_tasks(flow: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from flow.get("tasks", [])
