@@ -1,0 +1,214 @@
+"""What a run did: the printed summary, `--summary-json` and Kestra outputs and metrics.
+
+The runner counts what is the same for every pipeline (loads, rows per table, dlt step
+times, failed loads); a pipeline adds its own figures through a `SourceReport`. Everything
+goes through `redact` on the way out: URLs with credentials never reach the output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import dlt
+
+from .redact import redact, redact_url
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A Kestra counter: name, value and tags (e.g. `{"table": "players_games"}`)."""
+
+    name: str
+    value: float
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class SourceReport(Protocol):
+    """What the runner asks of a pipeline's own report (all optional for a pipeline that
+    passes no report). The source fills it while extracting; the runner reads it."""
+
+    def failed(self) -> bool:
+        """Something the source was asked for did not load: the run exits 1."""
+        ...
+
+    def headline(self) -> str | None:
+        """Replaces "Loaded into <target>" when the run's main fact is something else."""
+        ...
+
+    def summary_lines(self) -> list[str]:
+        """The pipeline's own lines of the printed summary."""
+        ...
+
+    def as_dict(self) -> dict[str, Any]:
+        """The pipeline's own keys of `--summary-json` and the Kestra outputs."""
+        ...
+
+    def metrics(self) -> list[Metric]:
+        """The pipeline's own Kestra counters."""
+        ...
+
+    def another_load(self) -> bool:
+        """Backfill contract, runner side: asked after each committed load; True when the
+        source left work for a further load of this run (and the last load made progress)."""
+        ...
+
+
+@dataclass
+class LoadFailure:
+    """A load package that could not be loaded, and what the runner did about it."""
+
+    step: str
+    message: str
+    load_id: str | None = None
+    table: str | None = None
+    job: str | None = None
+    aborted: bool = False
+    abort_error: str | None = None
+
+    def describe(self) -> str:
+        where = f"table {self.table}" if self.table else f"step {self.step}"
+        ids = ", ".join(
+            part
+            for part in (
+                f"job {self.job}" if self.job else "",
+                f"package {self.load_id}" if self.load_id else "",
+            )
+            if part
+        )
+        text = f"{self.step} failed at {where}{f' ({ids})' if ids else ''}: {self.message}"
+        if self.aborted:
+            text += (
+                "\n  the package was aborted: nothing of it was committed and the local state"
+                " is back to the last committed load, so its data is fetched again next run"
+            )
+        elif self.abort_error:
+            text += f"\n  aborting the package failed too: {self.abort_error}"
+        return redact_url(text)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "table": self.table,
+            "job": self.job,
+            "load_id": self.load_id,
+            "message": redact_url(self.message),
+            "aborted": self.aborted,
+        }
+
+
+@dataclass
+class RunSummary:
+    pipeline: str
+    target: str = ""
+    working_dir: str = ""
+    loads: int = 0
+    rows: Counter[str] = field(default_factory=Counter)
+    step_seconds: Counter[str] = field(default_factory=Counter)
+    load_failures: list[LoadFailure] = field(default_factory=list)
+    # Other errors (a failed step outside load, a failed after-load step): exit 1.
+    errors: list[str] = field(default_factory=list)
+    # What the runner did besides the loads (a resumed refresh, a pending package).
+    notes: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.load_failures and not self.errors
+
+    def record_load(self, pipeline: dlt.Pipeline) -> None:
+        """Add one committed load's rows per table and dlt step times (from its trace)."""
+        self.loads += 1
+        trace = pipeline.last_trace
+        if trace is None:
+            return
+        info = trace.last_normalize_info
+        for table, n in (info.row_counts if info else {}).items():
+            if not table.startswith("_dlt"):
+                self.rows[table] += n
+        for step in trace.steps:
+            if step.step in ("extract", "normalize", "load") and step.finished_at:
+                seconds = (step.finished_at - step.started_at).total_seconds()
+                self.step_seconds[step.step] += seconds
+
+    def headline(self, report: SourceReport | None) -> str:
+        own = _call(report, "headline", None)
+        if self.load_failures:
+            return f"Load into {self.target} FAILED (see below); earlier loads are committed"
+        if own:
+            return f"{own} ({self.target})"
+        return f"Loaded into {self.target}"
+
+    def lines(self, report: SourceReport | None) -> list[str]:
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.step_seconds.items())
+        return [
+            self.headline(report),
+            *_call(report, "summary_lines", []),
+            f"loads: {self.loads}",
+            "rows per table:",
+            *(f"  {table}: {n}" for table, n in sorted(self.rows.items())),
+            *([] if self.rows else ["  (nothing new)"]),
+            f"elapsed: {self.elapsed:.1f} s ({steps})",
+            f"working directory: {self.working_dir}",
+            *(f"note: {note}" for note in self.notes),
+            *(f"error: {f.describe()}" for f in self.load_failures),
+            *(f"error: {e}" for e in self.errors),
+        ]
+
+    def text(self, report: SourceReport | None) -> str:
+        return redact_url("\n".join(self.lines(report)))
+
+    def as_dict(self, report: SourceReport | None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            **_call(report, "as_dict", {}),
+            "pipeline": self.pipeline,
+            "destination": self.target,
+            "ok": self.ok,
+            "loads": self.loads,
+            "rows": dict(sorted(self.rows.items())),
+            "step_seconds": {k: round(v, 3) for k, v in self.step_seconds.items()},
+            "elapsed_s": round(self.elapsed, 3),
+            "load_failures": [f.as_dict() for f in self.load_failures],
+            "errors": list(self.errors),
+            "notes": list(self.notes),
+        }
+        return redact(data)
+
+    def write_json(self, path: Path, report: SourceReport | None) -> None:
+        path.write_text(json.dumps(self.as_dict(report), indent=2, default=str) + "\n")
+
+    def report_to_kestra(self, report: SourceReport | None) -> None:
+        """Outputs and metrics for the Kestra execution (Kestra's `::{json}::` stdout lines)."""
+        from kestra import Kestra
+
+        Kestra.outputs(self.as_dict(report))
+        for metric in _call(report, "metrics", []):
+            Kestra.counter(metric.name, metric.value, dict(metric.tags))
+        Kestra.counter("loads", self.loads)
+        Kestra.counter("load_failures", len(self.load_failures))
+        for table, rows in sorted(self.rows.items()):
+            Kestra.counter("rows", rows, {"table": table})
+        Kestra.timer("elapsed", self.elapsed)
+
+
+def _call(report: SourceReport | None, method: str, default: Any) -> Any:
+    """A report method if the report has it (a pipeline implements only what it needs)."""
+    fn = getattr(report, method, None)
+    return fn() if callable(fn) else default
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Warning)\w*: .+")
+
+
+def essence(message: str, limit: int = 400) -> str:
+    """The line of an error message that says what went wrong (the last `SomeError: ...`
+    line of a traceback, else the first line), redacted and shortened."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    found = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    text = found[-1] if found else (lines[0] if lines else message)
+    text = redact_url(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
