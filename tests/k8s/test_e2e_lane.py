@@ -1,0 +1,396 @@
+"""The e2e lane (.github/workflows/e2e.yml) checked offline: the CI cluster path is
+production's chain with only the intended changes, every name and pin the job's scripts use
+agrees with the manifests, the source the job pushes is deployable and encrypted, and the
+API check passes on a Kestra holding git's flows and files and fails on every difference.
+
+What only GitHub Actions proves: Flux really reconciling this on kind, Kestra starting, the
+sync Job uploading, and Kestra's real API answering (here it is a stand-in modelled on the
+controllers cited in tools/e2e/check_kestra.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.k8s.test_manifests import BY_NAME as PRODUCTION
+from tests.k8s.test_manifests import SOPS_VALUE, render, tool
+from tests.k8s.test_sops import OPS_PYTHON, sops_binary
+
+CI_CLUSTER = "k8s/clusters/ci"
+E2E = ROOT / "tools" / "e2e"
+WORKFLOW = ROOT / ".github" / "workflows" / "e2e.yml"
+CHECK = E2E / "check_kestra.py"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+def ci_kustomizations() -> dict[str, dict[str, Any]]:
+    docs = render(CI_CLUSTER)
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "Kustomization"}
+
+
+def script_value(script: str, name: str) -> str:
+    match = re.search(rf"^{name}=\$?\{{?([^\s}}]+)", (E2E / script).read_text(), re.M)
+    assert match, f"{name} not set in tools/e2e/{script}"
+    value = match.group(1)
+    return value.split(":-", 1)[1] if ":-" in value else value
+
+
+# --- the CI cluster path -------------------------------------------------------------------
+
+
+def test_ci_chain_is_production_with_only_source_and_infrastructure_path_changed() -> None:
+    ci = ci_kustomizations()
+    assert set(ci) == set(PRODUCTION)
+    for name, prod in PRODUCTION.items():
+        if name == "flux-system":
+            continue
+        want = copy.deepcopy(prod)
+        want["spec"]["sourceRef"] = {"kind": "OCIRepository", "name": "flux-system"}
+        if name == "infrastructure":
+            want["spec"]["path"] = "./k8s/infrastructure/ci"
+        assert ci[name] == want, name
+    assert ci["flux-system"]["spec"]["path"] == f"./{CI_CLUSTER}"
+
+
+@pytest.mark.parametrize("name", sorted(PRODUCTION))
+def test_ci_kustomization_paths_exist_render_and_resolve(name: str) -> None:
+    spec = ci_kustomizations()[name]["spec"]
+    path = spec["path"].removeprefix("./")
+    assert (ROOT / path).is_dir(), f"{name}: {path} does not exist"
+    objects = render(path)
+    assert objects, f"{name}: {path} renders nothing"
+    sources = [o for o in render(CI_CLUSTER) if o["kind"] == spec["sourceRef"]["kind"]]
+    assert spec["sourceRef"]["name"] in {s["metadata"]["name"] for s in sources}
+    for dep in spec.get("dependsOn", []):
+        assert dep["name"] in PRODUCTION
+    if any(o["kind"] == "Secret" for o in objects):
+        assert spec["decryption"] == {"provider": "sops", "secretRef": {"name": "sops-age"}}
+
+
+def test_ci_infrastructure_is_production_with_one_postgres_instance() -> None:
+    def key(o: dict[str, Any]) -> tuple[str, str]:
+        return o["kind"], o["metadata"]["name"]
+
+    prod = {key(o): o for o in render("k8s/infrastructure/production")}
+    ci = {key(o): o for o in render("k8s/infrastructure/ci")}
+    assert ci.keys() == prod.keys()
+    differ = [k for k in prod if prod[k] != ci[k]]
+    assert differ == [("Cluster", "kestra-db")]
+    assert ci[("Cluster", "kestra-db")]["spec"]["instances"] == 1
+
+
+def test_oci_source_is_where_the_job_pushes_it() -> None:
+    (repo,) = [o for o in render(CI_CLUSTER) if o["kind"] == "OCIRepository"]
+    url = urlparse(repo["spec"]["url"])
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["kind"]["steps"]
+    (kind,) = [s for s in steps if s.get("uses", "").startswith("helm/kind-action@")]
+    assert kind["with"]["registry"] is True
+    # helm/kind-action registry.sh: container `kind-registry`, port 5000 by default.
+    name = kind["with"].get("registry_name", "kind-registry")
+    port = str(kind["with"].get("registry_port", 5000))
+    assert url.scheme == "oci" and url.netloc == f"{name}:{port}"
+    assert repo["spec"]["insecure"] is True, "the job's registry speaks plain HTTP"
+    assert script_value("push-source.sh", "registry") == f"localhost:{port}"
+    assert url.path.lstrip("/") == script_value("push-source.sh", "repository")
+    assert repo["spec"]["ref"] == {"tag": script_value("push-source.sh", "tag")}
+
+
+def test_wait_script_waits_for_the_deployed_names() -> None:
+    text = (E2E / "wait-ready.sh").read_text()
+    listed = re.search(r"^kustomizations=\(([^)]*)\)", text, re.M)
+    assert listed and set(listed.group(1).split()) == set(PRODUCTION)
+    order = listed.group(1).split()
+    for name in order:
+        for dep in ci_kustomizations()[name]["spec"].get("dependsOn", []):
+            assert order.index(dep["name"]) < order.index(name), "waits in dependency order"
+    jobs = [o for o in render("k8s/apps/production") if o["kind"] == "Job"]
+    assert [(j["metadata"]["name"], j["metadata"].get("namespace")) for j in jobs] == [
+        (script_value("wait-ready.sh", "sync_job"), "kestra")
+    ]
+
+
+def test_flux_version_has_one_value() -> None:
+    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    e2e = yaml.safe_load(WORKFLOW.read_text())
+    assert e2e["env"]["FLUX_VERSION"] == ci["env"]["FLUX_VERSION"]
+    (action,) = [
+        s for s in e2e["jobs"]["kind"]["steps"] if "fluxcd/flux2/action" in s.get("uses", "")
+    ]
+    assert action["uses"].endswith(f"@v{e2e['env']['FLUX_VERSION']}")
+    assert action["with"]["version"] == "${{ env.FLUX_VERSION }}"
+
+
+# --- the source the job pushes ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """tools/e2e/make-source.sh as the job runs it (on the committed tree, HEAD)."""
+    sops = sops_binary()
+    tool("python (ops lane)", OPS_PYTHON)
+    tmp = tmp_path_factory.mktemp("e2e-source")
+    tree, identity = tmp / "source", tmp / "age.agekey"
+    out = subprocess.run(
+        [E2E / "make-source.sh", tree, identity],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SOPS": sops},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "CHANGE_ME" not in out.stdout + out.stderr
+    return {"tree": tree, "identity": identity, "sops": Path(sops)}
+
+
+def test_pushed_source_has_only_committed_files_and_encrypted_secrets(
+    source: dict[str, Path],
+) -> None:
+    tree = source["tree"]
+    assert not any(p.name.startswith(".venv") for p in tree.iterdir())
+    assert oct(source["identity"].stat().st_mode & 0o777) == "0o600"
+    recipient = source["identity"].read_text().splitlines()[1].removeprefix("# public key: ")
+    secrets = sorted((tree / "k8s" / "infrastructure" / "production").glob("*.sops.yaml"))
+    assert len(secrets) == 2
+    for file in secrets:
+        doc = yaml.safe_load(file.read_text())
+        assert all(SOPS_VALUE.match(v) for v in doc["stringData"].values()), file.name
+        assert doc["sops"]["age"][0]["recipient"] == recipient
+        decrypted = subprocess.run(
+            [source["sops"], "--decrypt", file],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SOPS_AGE_KEY_FILE": str(source["identity"])},
+        )
+        assert decrypted.returncode == 0, decrypted.stderr
+        values = yaml.safe_load(decrypted.stdout)["stringData"].values()
+        assert values and not set(values) & {"CHANGE_ME", "Q0hBTkdFX01F"}, file.name
+
+
+def test_pushed_source_renders_every_ci_path(source: dict[str, Path]) -> None:
+    tree = source["tree"]
+    for name, ks in ci_kustomizations().items():
+        out = subprocess.run(
+            [
+                tool("kubectl"),
+                "kustomize",
+                "--load-restrictor",
+                "LoadRestrictionsNone",
+                str(tree / ks["spec"]["path"].removeprefix("./")),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, f"{name}: {out.stderr}"
+
+
+# --- the API check against a stand-in Kestra -------------------------------------------------
+
+
+class FakeKestra:
+    """Answers the Kestra 1.3 API paths check_kestra.py uses (see its docstring for the
+    controllers): flows by namespace and id, file search and content, executions."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.flows: dict[str, dict[str, dict[str, Any]]] = {}
+        self.files: dict[str, dict[str, bytes]] = {}
+        self.executions: dict[str, dict[str, Any]] = {}
+        self.posted: list[tuple[str, str, bytes, str | None]] = []
+        self.starts = True
+
+    def handle(self, method: str, url: str, body: bytes, ctype: str | None) -> tuple[int, Any]:
+        parsed = urlparse(url)
+        parts = [unquote(p) for p in parsed.path.split("/")[1:]]
+        query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        if parts[:3] != ["api", "v1", "main"]:
+            return 404, {"message": "not found"}
+        rest = parts[3:]
+        if method == "GET" and rest[0] == "flows" and len(rest) == 2:
+            return 200, list(self.flows.get(rest[1], {}).values())
+        if method == "GET" and rest[0] == "flows" and len(rest) == 3:
+            flow = self.flows.get(rest[1], {}).get(rest[2])
+            return (200, flow) if flow else (404, {"message": "flow not found"})
+        if method == "GET" and rest[0] == "namespaces" and rest[2:] == ["files", "search"]:
+            return 200, [p.lstrip("/") for p in self.files.get(rest[1], {})]
+        if method == "GET" and rest[0] == "namespaces" and rest[2:] == ["files"]:
+            content = self.files.get(rest[1], {}).get(query["path"])
+            return (200, content) if content is not None else (404, {"message": "no file"})
+        if method == "POST" and rest[0] == "executions" and len(rest) == 3:
+            if rest[2] not in self.flows.get(rest[1], {}):
+                return 404, {"message": "flow not found"}
+            self.posted.append((rest[1], rest[2], body, ctype))
+            execution = {"id": f"ex{len(self.posted)}", "state": {"current": "CREATED"}}
+            self.executions[execution["id"]] = execution
+            return 200, execution
+        if method == "GET" and rest[0] == "executions" and len(rest) == 2:
+            execution = self.executions[rest[1]]
+            if self.starts:
+                execution = {
+                    **execution,
+                    "state": {"current": "RUNNING"},
+                    "taskRunList": [{"taskId": "load", "state": {"current": "RUNNING"}}],
+                }
+            return 200, execution
+        return 404, {"message": "not found"}
+
+
+@pytest.fixture
+def kestra() -> Iterator[tuple[FakeKestra, str]]:
+    fake = FakeKestra("ci@example.com", "Ci-secret-9a")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def answer(self, method: str) -> None:
+            if self.headers.get("Authorization") != fake.auth:
+                self.send_response(401)
+                self.end_headers()
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, payload = fake.handle(method, self.path, body, self.headers["Content-Type"])
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self.answer("GET")
+
+        def do_POST(self) -> None:
+            self.answer("POST")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield fake, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def plan() -> dict[str, Any]:
+    tool("python", PYTHON)
+    out = subprocess.run(
+        [PYTHON, ROOT / "tools" / "manifests.py", "plan"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def deploy_as_git_says(fake: FakeKestra, the_plan: dict[str, Any]) -> None:
+    """What a good sync leaves in Kestra: each planned flow (parsed from its file, as the
+    API returns it) and each planned namespace file with git's content."""
+    flows = {}
+    for file in (ROOT / "pipelines").glob("*.yml"):
+        flow = yaml.safe_load(file.read_text())
+        flows[(flow["namespace"], flow["id"])] = flow
+    for ns, wanted in the_plan["namespaces"].items():
+        fake.flows[ns] = {fid: {**flows[(ns, fid)], "revision": 1} for fid in wanted["flows"]}
+        fake.files[ns] = {
+            p: (ROOT / "pipelines" / "dlt" / p.lstrip("/")).read_bytes() for p in wanted["files"]
+        }
+
+
+def run_check(
+    url: str, the_plan: dict[str, Any], tmp_path: Path, password: str = "Ci-secret-9a"
+) -> subprocess.CompletedProcess[str]:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(the_plan))
+    env = {
+        **os.environ,
+        "KESTRA_USER": "ci@example.com",
+        "KESTRA_PASSWORD": password,
+        "KESTRA_START_TIMEOUT": "4",
+    }
+    return subprocess.run(
+        [PYTHON, CHECK, url, plan_file, ROOT / "pipelines" / "dlt"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_check_passes_when_kestra_holds_git_and_posts_the_schedule_inputs(
+    kestra: tuple[FakeKestra, str], tmp_path: Path
+) -> None:
+    fake, url = kestra
+    the_plan = plan()
+    deploy_as_git_says(fake, the_plan)
+    out = run_check(url, the_plan, tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    flows = [(ns, f) for ns, w in the_plan["namespaces"].items() for f in w["flows"]]
+    assert [(ns, fid) for ns, fid, _, _ in fake.posted] == flows
+    ns, fid, body, ctype = fake.posted[0]
+    schedule = next(
+        t for t in fake.flows[ns][fid]["triggers"] if t["type"].endswith("trigger.Schedule")
+    )
+    for name, value in schedule.get("inputs", {}).items():
+        assert f'name="{name}"\r\n\r\n{json.dumps(value)}'.encode() in body
+        assert ctype and ctype.startswith("multipart/form-data; boundary=")
+    assert "Ci-secret-9a" not in out.stdout + out.stderr
+
+
+def first_namespace(the_plan: dict[str, Any]) -> str:
+    return next(iter(the_plan["namespaces"]))
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (
+            lambda f, ns: f.files[ns].pop("/chess_com/client.py"),
+            "only in git ['/chess_com/client.py']",
+        ),
+        (lambda f, ns: f.files[ns].update({"/old.py": b"x"}), "only in Kestra ['/old.py']"),
+        (
+            lambda f, ns: f.files[ns].update({"/.dlt/config.toml": b"[old]"}),
+            "/.dlt/config.toml: content differs from git",
+        ),
+        (
+            lambda f, ns: f.flows[ns].update({"removed-flow": {"id": "removed-flow"}}),
+            "!= flows in git",
+        ),
+        (lambda f, ns: f.flows[ns].clear(), "flows in Kestra [] != flows in git"),
+        (lambda f, ns: setattr(f, "starts", False), "not started after 4s: state CREATED"),
+    ],
+    ids=["missing-file", "extra-file", "stale-file", "extra-flow", "no-flow", "not-started"],
+)
+def test_check_fails_naming_what_differs(
+    kestra: tuple[FakeKestra, str], tmp_path: Path, break_it: Any, message: str
+) -> None:
+    fake, url = kestra
+    the_plan = plan()
+    deploy_as_git_says(fake, the_plan)
+    break_it(fake, first_namespace(the_plan))
+    out = run_check(url, the_plan, tmp_path)
+    assert out.returncode == 1
+    assert message in out.stderr, out.stderr
+
+
+def test_check_fails_on_rejected_credentials(
+    kestra: tuple[FakeKestra, str], tmp_path: Path
+) -> None:
+    fake, url = kestra
+    the_plan = plan()
+    deploy_as_git_says(fake, the_plan)
+    out = run_check(url, the_plan, tmp_path, password="wrong-Password-1")
+    assert out.returncode == 1
+    assert "Kestra rejected the credentials" in out.stderr
+    assert "wrong-Password-1" not in out.stdout + out.stderr
