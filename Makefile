@@ -18,12 +18,13 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # `make run` loads last month and this month (UTC) unless START is given.
 START ?= $(shell $(PYTHON) -c "import datetime as d; t = d.datetime.now(d.UTC).date().replace(day=1) - d.timedelta(days=1); print(t.strftime('%Y/%m'))")
 
-.PHONY: help install run test lint format validate lock bench clean
+.PHONY: help install run test lint format validate manifests lock bench clean
 
 help:
 	@echo "make run    load a few players' recent months into ./chess_com.duckdb (needs internet)"
 	@echo "make test   lint and run all tests offline"
-	@echo "make validate   check the Kestra flows offline"
+	@echo "make validate   check the Kestra flows offline (and that k8s/ is up to date)"
+	@echo "make manifests  regenerate k8s/apps/pipelines/ after adding or removing files in pipelines/"
 	@echo "make lock       re-lock dependencies (uv.lock, pipelines/dlt/requirements.lock)"
 	@echo "make bench      benchmark against the local fake API (figures in bench/results/)"
 	@echo "make lint / format / clean"
@@ -46,7 +47,8 @@ $(SNOWFLAKE_VENV)/.synced: tests/snowflake_emulator/pyproject.toml tests/snowfla
 
 install: $(VENV)/.synced $(OPS_VENV)/.synced $(SNOWFLAKE_VENV)/.synced
 
-run: install
+# Only the pipeline's environment: the checkov and emulator lanes are for `make test`.
+run: $(VENV)/.synced
 	$(PY) $(SCRIPT) --destination duckdb --start-month $(START) $(ARGS)
 
 lint: install
@@ -58,7 +60,11 @@ format: install
 	$(PY) -m ruff format .
 
 validate: install
+	$(PY) tools/manifests.py check
 	$(PY) tools/validate_flows.py pipelines/
+
+manifests: $(VENV)/.synced
+	$(PY) tools/manifests.py write
 
 lock: | $(UV)
 	$(UV) lock

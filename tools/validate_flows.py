@@ -25,7 +25,9 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kestra_files
 import kestra_rules as rules
+import manifests
 
 ROOT = Path(__file__).resolve().parent.parent
 # One source of truth for secret names: the Secret Kestra reads as SECRET_<NAME> env vars.
@@ -120,9 +122,13 @@ def strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 class FlowChecker:
-    def __init__(self, doc: Document, secrets: set[str] | None) -> None:
+    def __init__(
+        self, doc: Document, secrets: set[str] | None, namespace_files: list[str] | None = None
+    ) -> None:
         self.doc = doc
         self.secrets = secrets
+        # Stored paths (`/chess_com/x.py`) the deployment gives the flow's namespace.
+        self.namespace_files = namespace_files
         self.violations: list[Violation] = []
 
     def report(self, path: str, rule: str, message: str) -> None:
@@ -313,6 +319,30 @@ class FlowChecker:
                         "unknown-property",
                         f"namespaceFiles has no property {key!r}",
                     )
+            self.check_namespace_files(obj["namespaceFiles"], join(path, "namespaceFiles"))
+
+    def check_namespace_files(self, spec: dict[str, Any], path: str) -> None:
+        """Each include pattern picks at least one deployed file, as Kestra matches them."""
+        if self.namespace_files is None or spec.get("enabled") is False:
+            return
+        include = spec.get("include") or []
+        for i, pattern in enumerate(include if isinstance(include, list) else []):
+            if not isinstance(pattern, str) or "{{" in pattern:
+                continue
+            if kestra_files.select(self.namespace_files, [pattern], None):
+                continue
+            hint = ""
+            if kestra_files.select(self.namespace_files, ["/" + pattern], None):
+                hint = (
+                    f": Kestra stores it as '/{pattern}' and adds '**/' only to patterns "
+                    f"that start with a letter or digit; write '/{pattern}'"
+                )
+            self.report(
+                join(join(path, "include"), i),
+                "namespace-files",
+                f"{pattern!r} matches none of the {len(self.namespace_files)} files deployed "
+                f"from pipelines/dlt/{hint}",
+            )
 
     def check_task_runner(self, runner: Any, path: str) -> None:
         if not isinstance(runner, dict) or runner.get("type") not in rules.TASK_RUNNER_TYPES:
@@ -530,7 +560,17 @@ def flow_files(paths: Iterable[str]) -> list[Path]:
     return files
 
 
-def validate(files: Iterable[Path], secrets: set[str] | None) -> list[Violation]:
+def deployed_namespace_files(root: Path = ROOT) -> list[str] | None:
+    """The stored paths every flow namespace gets (tools/manifests.py's convention)."""
+    try:
+        return sorted("/" + p for p in manifests.build_plan(root).files)
+    except manifests.ConventionError:
+        return None  # reported by `make manifests` / its check, with a better message
+
+
+def validate(
+    files: Iterable[Path], secrets: set[str] | None, namespace_files: list[str] | None = None
+) -> list[Violation]:
     violations: list[Violation] = []
     for file in files:
         try:
@@ -540,7 +580,7 @@ def validate(files: Iterable[Path], secrets: set[str] | None) -> list[Violation]
             line = mark.line + 1 if mark else 1
             violations.append(Violation(str(file), line, "", "yaml", str(exc).splitlines()[0]))
             continue
-        violations.extend(FlowChecker(doc, secrets).check())
+        violations.extend(FlowChecker(doc, secrets, namespace_files).check())
     return violations
 
 
@@ -562,7 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"error: no flow files in {' '.join(args.paths)}", file=sys.stderr)
         return 2
-    violations = validate(files, deployed_secret_names(args.secrets_manifest))
+    violations = validate(
+        files, deployed_secret_names(args.secrets_manifest), deployed_namespace_files()
+    )
     for violation in violations:
         print(violation)
     print(f"{len(files)} flow(s) checked, {len(violations)} violation(s)", file=sys.stderr)

@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import subprocess
-from fnmatch import fnmatch
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,13 @@ import yaml
 
 from tests.conftest import ROOT
 
+sys.path.insert(0, str(ROOT / "tools"))
+import manifests
+
 K8S = ROOT / "k8s"
 CLUSTER = K8S / "clusters" / "production"
 OPS_BIN = ROOT / ".venv-ops" / "bin"
-FLOW = ROOT / "pipelines" / "chess-kestra-dlt.yml"
+FLOWS = sorted((ROOT / "pipelines").glob("*.yml"))
 FLUX_API = {
     "GitRepository": "source.toolkit.fluxcd.io/v1",
     "HelmRepository": "source.toolkit.fluxcd.io/v1",
@@ -192,7 +195,7 @@ def test_kestra_version_pins_agree() -> None:
     tag = release["spec"]["values"]["image"]["tag"]
     assert KESTRA_CHART_APP[chart] == tag
     assert tag.startswith("v1.3."), "flow validate / namespace update need Kestra 1.3.x"
-    job = find("Job", "chess-pipelines-sync")
+    job = find("Job", "pipelines-sync")
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["image"] == f"kestra/kestra:{tag}"
     ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
@@ -204,8 +207,8 @@ def test_flow_secrets_reach_kestra_with_the_secret_prefix() -> None:
     (env_from,) = values["common"]["extraEnvFrom"]
     assert env_from == {"prefix": "SECRET_", "secretRef": {"name": "kestra-secrets"}}
     secret = find("Secret", "kestra-secrets")
-    used = set(re.findall(r"secret\('([^']+)'\)", FLOW.read_text()))
-    assert used == set(secret["stringData"])
+    used = {n for f in FLOWS for n in re.findall(r"secret\('([^']+)'\)", f.read_text())}
+    assert used == set(secret["stringData"]), "every flow secret deployed, no orphan secret"
 
 
 def test_kestra_secret_values_are_base64_as_kestra_requires() -> None:
@@ -216,35 +219,34 @@ def test_kestra_secret_values_are_base64_as_kestra_requires() -> None:
         assert value, key
 
 
-def test_sync_configmaps_carry_exactly_the_flow_namespace_files() -> None:
-    config = yaml.safe_load((K8S / "apps" / "chess-pipelines" / "kustomization.yaml").read_text())
-    generated = {
-        (K8S / "apps" / "chess-pipelines" / f).resolve()
-        for gen in config["configMapGenerator"]
-        for f in gen["files"]
+def test_sync_configmaps_carry_every_flow_and_code_file_verbatim() -> None:
+    """What Flux applies holds pipelines/ as it is in git: nothing missing, nothing stale."""
+    assert manifests.stale() == [], "k8s/apps/pipelines is stale: run `make manifests`"
+    plan = manifests.build_plan()
+    by_name = {
+        cm["metadata"]["name"].rsplit("-", 1)[0]: cm
+        for cm in rendered("apps")
+        if cm["kind"] == "ConfigMap"
     }
-    flow = yaml.safe_load(FLOW.read_text())
+    assert set(by_name) == {"pipelines-sync", "pipelines-flows", "pipelines-code"}
     code = ROOT / "pipelines" / "dlt"
-    patterns = flow["tasks"][0]["namespaceFiles"]["include"]
-    # Kestra's globs let `**` cross directories, as fnmatch's `*` does.
-    wanted = {
-        p.resolve()
-        for p in code.rglob("*")
-        if p.is_file()
-        and "__pycache__" not in p.parts
-        and any(fnmatch(p.relative_to(code).as_posix(), pattern) for pattern in patterns)
+    assert by_name["pipelines-code"]["data"] == {
+        key: (code / path).read_text() for path, key in plan.files.items()
     }
-    assert generated == wanted | {FLOW.resolve()}
+    assert by_name["pipelines-flows"]["data"] == {f.name: f.read_text() for f in FLOWS}
+    sync_dir = K8S / "apps" / "pipelines"
+    assert by_name["pipelines-sync"]["data"] == {
+        name: (sync_dir / name).read_text() for name in ("sync.sh", "sync-plan.tsv")
+    }
 
 
 def test_sync_job_is_recreated_on_change_and_keeps_its_configmaps() -> None:
     assert BY_NAME["apps"]["spec"]["force"] is True
     configmaps = [o for o in rendered("apps") if o["kind"] == "ConfigMap"]
-    assert len(configmaps) == 4
     for cm in configmaps:
         assert re.search(r"-[a-z0-9]{10}$", cm["metadata"]["name"]), "name hash drives the rollout"
         assert cm["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"] == "Disabled"
-    job = find("Job", "chess-pipelines-sync")
+    job = find("Job", "pipelines-sync")
     names = {
         v["configMap"]["name"]
         for v in job["spec"]["template"]["spec"]["volumes"]
@@ -254,7 +256,7 @@ def test_sync_job_is_recreated_on_change_and_keeps_its_configmaps() -> None:
 
 
 def test_workloads_are_non_root_and_limited() -> None:
-    job = find("Job", "chess-pipelines-sync")["spec"]["template"]["spec"]
+    job = find("Job", "pipelines-sync")["spec"]["template"]["spec"]
     assert job["securityContext"]["runAsNonRoot"] is True
     for container in job["containers"]:
         assert container["resources"]["limits"] and container["resources"]["requests"]

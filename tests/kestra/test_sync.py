@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_sync_uploads_every_flow_and_file_into_its_namespace(flux_objects, shared_tmp) -> None:
+    assert manifests.stale() == [], "k8s/apps/pipelines is stale: run `make manifests`"
     sync = twin.run_sync(flux_objects, shared_tmp)
     assert sync.ok, sync.result.stderr + str(sync.error)
     store = sync.store

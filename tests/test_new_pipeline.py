@@ -1,0 +1,262 @@
+"""Adding a pipeline, as pipelines/README.md tells a newcomer, in a temp copy of the repo.
+
+A toy second pipeline (its own package, script and flow, in its own namespace, on another
+schedule) is new files under pipelines/ plus one regenerate command. Without that command
+`make test` fails naming it; with it the flow validates, Flux's rendered apps path carries
+the new files verbatim, the sync Job pushes them into the flow's own namespace, and the
+script runs locally against the fake API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.fake_chesscom import FakeChessCom, World
+from tests.kestra import twin
+
+SOURCE = '''"""Chess.com player profiles, a toy pipeline: one resource, merged on player_id."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dlt
+from dlt.sources.helpers import requests
+
+
+@dlt.source(name="profiles", section="profiles")
+def profiles(
+    players: list[str] = dlt.config.value,
+    contact: str = dlt.config.value,
+    base_url: str = "https://api.chess.com/pub",
+) -> Any:
+    @dlt.resource(primary_key="player_id", write_disposition="merge")
+    def player_profiles() -> Iterator[dict[str, Any]]:
+        headers = {"User-Agent": f"chess-profiles ({contact})"}
+        for player in players:
+            response = requests.get(f"{base_url}/player/{player.lower()}", headers=headers)
+            response.raise_for_status()
+            yield response.json()
+
+    return player_profiles
+'''
+
+SCRIPT = '''#!/usr/bin/env python
+"""Load Chess.com profiles: python pipelines/dlt/dlt-profiles.py --destination duckdb"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pipeline_runner import run_pipeline  # noqa: E402
+from profiles import profiles  # noqa: E402
+
+
+def add_arguments(args):
+    args.option("--players", "comma-separated usernames")
+
+
+def build_source(args):
+    return profiles(players=args.players.split(",")) if args.players else profiles()
+
+
+if __name__ == "__main__":
+    sys.exit(
+        run_pipeline(
+            name="chess_profiles",
+            env_prefix="PROFILES",
+            dataset="profiles",
+            build_source=build_source,
+            add_arguments=add_arguments,
+        )
+    )
+'''
+
+FLOW = """id: chess-profiles
+namespace: chess.profiles
+description: Weekly Chess.com profiles of a few players (the pipeline-adding example).
+labels:
+  owner: data-platform
+  system.readOnly: "true"
+tasks:
+  - id: load
+    type: io.kestra.plugin.scripts.python.Commands
+    containerImage: ghcr.io/astral-sh/uv:0.13.9-python3.11-bookworm-slim
+    namespaceFiles:
+      enabled: true
+      include:
+        - dlt-profiles.py
+        - requirements.lock
+        - profiles/**
+        - pipeline_runner/**
+    beforeCommands:
+      - uv venv --quiet /opt/venv
+      - uv pip install --quiet --python /opt/venv/bin/python --require-hashes --no-deps -r requirements.lock
+    commands:
+      - /opt/venv/bin/python dlt-profiles.py --destination snowflake
+    env:
+      PROFILES_PLAYERS: hikaru,magnuscarlsen
+      SOURCES__PROFILES__CONTACT: "{{ secret('CHESSCOM_CONTACT') }}"
+    timeout: PT30M
+triggers:
+  - id: weekly
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 7 * * 1"
+    timezone: UTC
+"""
+
+NEW_FILES = {
+    "pipelines/dlt/profiles/__init__.py": SOURCE,
+    "pipelines/dlt/dlt-profiles.py": SCRIPT,
+    "pipelines/profiles.yml": FLOW,
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def repo() -> Iterator[Path]:
+    """A temp copy of this checkout as git would push it (uncommitted edits included)."""
+    copy = Path(tempfile.mkdtemp(prefix="new-pipeline-"))
+    copy.chmod(0o755)
+    names = git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    for name in filter(None, names.split("\0")):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    git(copy, "init", "-q")
+    git(copy, "add", "-A")
+    git(copy, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "base")
+    for name, text in NEW_FILES.items():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_text(text)
+    yield copy
+    shutil.rmtree(copy, ignore_errors=True)
+
+
+def tool(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+
+
+def makefile_recipe(target: str) -> list[str]:
+    """The commands of a Makefile target, with $(PY) as this interpreter."""
+    text = (ROOT / "Makefile").read_text()
+    match = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", text, re.M)
+    assert match, f"no `make {target}`"
+    return [line.strip().replace("$(PY) ", "") for line in match.group(1).splitlines()]
+
+
+def test_forgetting_the_regenerate_command_fails_make_test_naming_it(repo: Path) -> None:
+    assert "tools/manifests.py check" in makefile_recipe("validate")
+    out = tool(repo, "tools/manifests.py", "check")
+    assert out.returncode == 1
+    assert "run `make manifests`" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def regenerated(repo: Path) -> Path:
+    for command in makefile_recipe("manifests"):
+        out = tool(repo, *command.split())
+        assert out.returncode == 0, out.stderr
+    return repo
+
+
+def test_only_pipelines_and_the_derived_files_change(regenerated: Path) -> None:
+    changed = git(regenerated, "status", "--porcelain", "--untracked-files=all").splitlines()
+    paths = sorted(line[3:] for line in changed)
+    outside = [p for p in paths if not p.startswith("pipelines/")]
+    assert outside == ["k8s/apps/pipelines/kustomization.yaml", "k8s/apps/pipelines/sync-plan.tsv"]
+    assert sorted(p for p in paths if p.startswith("pipelines/")) == sorted(NEW_FILES)
+    assert tool(regenerated, "tools/manifests.py", "check").returncode == 0
+
+
+def test_the_new_flow_validates(regenerated: Path) -> None:
+    out = tool(regenerated, "tools/validate_flows.py", "pipelines/")
+    assert out.returncode == 0, out.stdout + out.stderr
+    flows = len(list((regenerated / "pipelines").glob("*.yml")))
+    assert flows == 2
+    assert f"{flows} flow(s) checked, 0 violation(s)" in out.stderr
+
+
+def test_the_rendered_apps_path_carries_the_new_pipeline(regenerated: Path) -> None:
+    objects = twin.kustomize(regenerated / "k8s" / "apps" / "production")
+    data = {
+        cm["metadata"]["name"].rsplit("-", 1)[0]: cm["data"]
+        for cm in objects
+        if cm["kind"] == "ConfigMap"
+    }
+    assert data["pipelines-flows"]["profiles.yml"] == FLOW
+    assert data["pipelines-code"]["profiles.__init__.py"] == SOURCE
+    assert data["pipelines-code"]["dlt-profiles.py"] == SCRIPT
+    assert "flow\tchess.profiles\tprofiles.yml" in data["pipelines-sync"]["sync-plan.tsv"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="needs root")
+def test_the_sync_pushes_it_into_its_own_namespace(regenerated: Path) -> None:
+    objects = twin.kustomize(regenerated / "k8s" / "apps" / "production") + twin.kustomize(
+        regenerated / "k8s" / "infrastructure" / "production"
+    )
+    work = Path(tempfile.mkdtemp(prefix="new-pipeline-sync-"))
+    work.chmod(0o755)
+    try:
+        sync = twin.run_sync(objects, work)
+        assert sync.ok, sync.result.stderr + str(sync.error)
+        assert "chess.profiles" in sync.store.namespaces()
+        (flow_source,) = sync.store.flows("chess.profiles").values()
+        assert yaml.safe_load(flow_source)["triggers"][0]["cron"] == "0 7 * * 1"
+        files = sync.store.files("chess.profiles")
+        assert files["/profiles/__init__.py"] == SOURCE.encode()
+        execution = twin.Execution.scheduled(yaml.safe_load(flow_source), "weekly", {})
+        picked = execution.namespace_files("load", files)
+        assert {"dlt-profiles.py", "profiles/__init__.py", "requirements.lock"} <= set(picked)
+        assert any(p.startswith("pipeline_runner/") for p in picked)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_new_script_runs_locally(regenerated: Path, tmp_path: Path) -> None:
+    world = World(seed=3)
+    world.populate(["hikaru", "magnuscarlsen"], months=1, games_per_month=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DLT_"))}
+    with FakeChessCom(world) as api:
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(regenerated / "pipelines" / "dlt" / "dlt-profiles.py"),
+                "--destination",
+                "duckdb",
+                "--players",
+                "hikaru,magnuscarlsen",
+            ],
+            cwd=tmp_path,
+            env={
+                **env,
+                "DLT_DATA_DIR": str(tmp_path / "dlt-data"),
+                "SOURCES__PROFILES__BASE_URL": api.base_url,
+                "SOURCES__PROFILES__CONTACT": "tests@example.com",
+            },
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert out.returncode == 0, out.stdout + out.stderr
+    with duckdb.connect(str(tmp_path / "chess_profiles.duckdb"), read_only=True) as con:
+        rows = con.execute("select username from profiles.player_profiles order by 1").fetchall()
+    assert rows == [("hikaru",), ("magnuscarlsen",)]
