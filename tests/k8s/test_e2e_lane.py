@@ -394,3 +394,53 @@ def test_check_fails_on_rejected_credentials(
     assert out.returncode == 1
     assert "Kestra rejected the credentials" in out.stderr
     assert "wrong-Password-1" not in out.stdout + out.stderr
+
+
+# --- what kind enforces and offline schemas do not -------------------------------------------
+
+
+def admits(policy: dict[str, Any], labels: dict[str, str], namespace: str, port: int) -> bool:
+    """Whether a NetworkPolicy ingress rule admits a pod (networking.k8s.io/v1
+    NetworkPolicyPeer: a `podSelector` alone selects pods in the policy's own namespace;
+    `matchLabels` must all be among the pod's labels)."""
+    for rule in policy["spec"].get("ingress", []):
+        if not any(p["port"] == port for p in rule.get("ports", [{"port": port}])):
+            continue
+        for peer in rule.get("from", []):
+            if set(peer) == {"podSelector"} and namespace == policy["metadata"]["namespace"]:
+                wanted = peer["podSelector"].get("matchLabels", {})
+                if wanted.items() <= labels.items():
+                    return True
+    return False
+
+
+def test_sync_job_is_admitted_to_kestra_api() -> None:
+    """kind's CNI enforces NetworkPolicy since kind v0.24.0 (kubernetes-sigs/kind#842, PR
+    #3612: kube-network-policies in kindnetd), as production CNIs do: a sync pod that the
+    `kestra-api` policy does not admit never reaches Kestra, and the e2e lane would only fail
+    after its timeouts."""
+    (job,) = [o for o in render("k8s/apps/production") if o["kind"] == "Job"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    (policy,) = [
+        o
+        for o in render("k8s/infrastructure/production")
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "kestra-api"
+    ]
+    assert admits(policy, labels, job["metadata"]["namespace"], 8080), (
+        f"kestra-api admits {policy['spec']['ingress']}, the sync pod has labels {labels}"
+    )
+
+
+def test_admits_models_selectors() -> None:
+    policy = {
+        "metadata": {"namespace": "kestra"},
+        "spec": {
+            "ingress": [
+                {"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": [{"port": 80}]}
+            ]
+        },
+    }
+    assert admits(policy, {"app": "a", "x": "y"}, "kestra", 80)
+    assert not admits(policy, {"app": "b"}, "kestra", 80)
+    assert not admits(policy, {"app": "a"}, "other", 80)
+    assert not admits(policy, {"app": "a"}, "kestra", 8080)
