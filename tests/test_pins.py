@@ -14,14 +14,18 @@ import yaml
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
+import kestra_files
 import validate_flows
 
-FLOW = ROOT / "pipelines" / "chess-kestra-dlt.yml"
+FLOWS = sorted((ROOT / "pipelines").glob("*.yml"))
 LOCK = ROOT / "pipelines" / "dlt" / "requirements.lock"
-
-
-def flow_task() -> dict:
-    return yaml.safe_load(FLOW.read_text())["tasks"][0]
+# Every task of every flow that runs the pipelines' Python code in a container.
+SCRIPT_TASKS = [
+    pytest.param(task, id=f"{flow.stem}:{task['id']}")
+    for flow in FLOWS
+    for task in yaml.safe_load(flow.read_text())["tasks"]
+    if "containerImage" in task
+]
 
 
 def makefile_var(name: str) -> str:
@@ -30,8 +34,13 @@ def makefile_var(name: str) -> str:
     return match.group(1)
 
 
-def test_flow_image_uses_the_pinned_uv_and_python() -> None:
-    image = flow_task()["containerImage"]
+def test_there_are_script_tasks() -> None:
+    assert SCRIPT_TASKS, "no flow task runs in a container"
+
+
+@pytest.mark.parametrize("task", SCRIPT_TASKS)
+def test_flow_image_uses_the_pinned_uv_and_python(task: dict) -> None:
+    image = task["containerImage"]
     match = re.fullmatch(r"ghcr\.io/astral-sh/uv:(\d+\.\d+\.\d+)-python(\d+\.\d+)-\S+", image)
     assert match, image
     assert match.group(1) == makefile_var("UV_VERSION")
@@ -74,20 +83,28 @@ def test_requirements_lock_is_exported_from_uv_lock() -> None:
     )
 
 
-def test_flow_installs_only_the_hash_locked_requirements() -> None:
-    before = " ".join(flow_task()["beforeCommands"])
+@pytest.mark.parametrize("task", SCRIPT_TASKS)
+def test_flow_installs_only_the_hash_locked_requirements(task: dict) -> None:
+    before = " ".join(task["beforeCommands"])
     assert "--require-hashes" in before and "-r requirements.lock" in before
-    assert "requirements.lock" in flow_task()["namespaceFiles"]["include"]
+    deployed = validate_flows.deployed_namespace_files()
+    assert deployed is not None
+    spec = task["namespaceFiles"]
+    picked = kestra_files.select(deployed, spec.get("include"), spec.get("exclude"))
+    assert "/requirements.lock" in picked, "the task must get requirements.lock"
 
 
 def test_flow_secrets_are_exactly_the_deployed_ones() -> None:
-    used = set(validate_flows.EXPR_SECRET.findall(FLOW.read_text()))
+    used = {n for flow in FLOWS for n in validate_flows.EXPR_SECRET.findall(flow.read_text())}
     deployed = validate_flows.deployed_secret_names()
     assert deployed is not None
-    assert used == deployed, f"only in flow: {used - deployed}, only deployed: {deployed - used}"
+    assert used == deployed, f"only in flows: {used - deployed}, only deployed: {deployed - used}"
 
 
-def test_flow_namespace_files_exist() -> None:
-    source = ROOT / "pipelines" / "dlt"
-    for pattern in flow_task()["namespaceFiles"]["include"]:
-        assert list(source.glob(pattern)), f"{pattern} matches nothing in {source}"
+@pytest.mark.parametrize("task", SCRIPT_TASKS)
+def test_every_include_pattern_picks_a_deployed_file(task: dict) -> None:
+    """As Kestra matches them (tools/kestra_files.py), not as Path.glob or fnmatch would."""
+    deployed = validate_flows.deployed_namespace_files()
+    assert deployed is not None
+    for pattern in task["namespaceFiles"]["include"]:
+        assert kestra_files.select(deployed, [pattern], None), f"{pattern} matches nothing"

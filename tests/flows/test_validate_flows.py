@@ -286,3 +286,26 @@ def test_missing_secrets_manifest_is_reported_not_skipped(tmp_path: Path) -> Non
 )
 def test_cron(cron: str, ok: bool) -> None:
     assert (validate_flows.cron_problems(cron) == []) is ok
+
+
+def test_include_patterns_are_checked_the_way_kestra_matches_them(tmp_path: Path) -> None:
+    """The include that shipped once (`.dlt/config.toml`) matched nothing in Kestra."""
+    deployed = validate_flows.deployed_namespace_files()
+    assert deployed and "/.dlt/config.toml" in deployed
+    flow = real_flow()
+    include = task(flow)["namespaceFiles"]["include"]
+    include[include.index("/.dlt/config.toml")] = ".dlt/config.toml"
+    include.append("no_such_package/**")
+    file = tmp_path / "flow.yml"
+    file.write_text(yaml.safe_dump(flow, sort_keys=False))
+    found = [
+        v for v in validate_flows.validate([file], None, deployed) if v.rule == "namespace-files"
+    ]
+    assert [v.path for v in found] == [
+        f"tasks[0].namespaceFiles.include[{include.index('.dlt/config.toml')}]",
+        f"tasks[0].namespaceFiles.include[{len(include) - 1}]",
+    ]
+    assert "write '/.dlt/config.toml'" in found[0].message
+    assert "no_such_package/**" in found[1].message and "write" not in found[1].message
+    secrets = validate_flows.deployed_secret_names()
+    assert validate_flows.validate([FLOW], secrets, deployed) == []
