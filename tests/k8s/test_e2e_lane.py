@@ -212,6 +212,7 @@ class FakeKestra:
         self.executions: dict[str, dict[str, Any]] = {}
         self.posted: list[tuple[str, str, bytes, str | None]] = []
         self.starts = True
+        self.worker_takes_tasks = True
 
     def handle(self, method: str, url: str, body: bytes, ctype: str | None) -> tuple[int, Any]:
         parsed = urlparse(url)
@@ -243,7 +244,14 @@ class FakeKestra:
                 execution = {
                     **execution,
                     "state": {"current": "RUNNING"},
-                    "taskRunList": [{"taskId": "load", "state": {"current": "RUNNING"}}],
+                    "taskRunList": [
+                        {
+                            "taskId": "load",
+                            "state": {
+                                "current": "RUNNING" if self.worker_takes_tasks else "CREATED"
+                            },
+                        }
+                    ],
                 }
             return 200, execution
         return 404, {"message": "not found"}
@@ -369,8 +377,20 @@ def first_namespace(the_plan: dict[str, Any]) -> str:
         ),
         (lambda f, ns: f.flows[ns].clear(), "flows in Kestra [] != flows in git"),
         (lambda f, ns: setattr(f, "starts", False), "not started after 4s: state CREATED"),
+        (
+            lambda f, ns: setattr(f, "worker_takes_tasks", False),
+            "not started after 4s: state RUNNING, task runs {'load': 'CREATED'}",
+        ),
     ],
-    ids=["missing-file", "extra-file", "stale-file", "extra-flow", "no-flow", "not-started"],
+    ids=[
+        "missing-file",
+        "extra-file",
+        "stale-file",
+        "extra-flow",
+        "no-flow",
+        "not-started",
+        "no-worker",
+    ],
 )
 def test_check_fails_naming_what_differs(
     kestra: tuple[FakeKestra, str], tmp_path: Path, break_it: Any, message: str

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 SCHEDULE = "io.kestra.plugin.core.trigger.Schedule"
-# An execution the executor has taken up is no longer CREATED (core State.Type).
+# An execution the executor has taken up, or a task run a worker has taken up, is no
+# longer CREATED (core State.Type).
 NOT_STARTED = {"CREATED"}
 
 
@@ -169,8 +170,9 @@ def check_execution_starts(api: Api, flow: dict[str, Any], timeout: float) -> st
     while True:
         current = api.json(f"/executions/{quote(execution_id)}")
         state = current["state"]["current"]
-        tasks = [t["taskId"] for t in current.get("taskRunList") or []]
-        if state not in NOT_STARTED and tasks:
+        tasks = {t["taskId"]: t["state"]["current"] for t in current.get("taskRunList") or []}
+        # The executor made a task run and a worker took it (its state moved on).
+        if state not in NOT_STARTED and set(tasks.values()) - NOT_STARTED:
             print(f"ok execution {execution_id} started: {state}, task runs {tasks}")
             return state
         if time.monotonic() > deadline:
