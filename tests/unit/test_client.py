@@ -1,6 +1,5 @@
 import pytest
 import responses
-from dlt.sources.helpers.requests import Client
 
 from chess_com.client import (
     ChessComClient,
@@ -14,13 +13,13 @@ from chess_com.client import (
 BASE = "https://api.example.test/pub"
 PROFILE = f"{BASE}/player/hikaru"
 LAST_MODIFIED = "Friday, 25-Oct-2024 02:32:13 GMT+0000"
+FAST_RETRY = {"request_max_attempts": 3, "request_backoff_factor": 0.01}
 
 
 @pytest.fixture
 def client() -> ChessComClient:
     # Fast retries: the behaviour under test is the client's, not the backoff's length.
-    http = Client(raise_for_status=False, request_max_attempts=3, request_backoff_factor=0.01)
-    return ChessComClient(BASE, contact="ops@example.com", max_concurrency=2, http=http)
+    return ChessComClient(BASE, contact="ops@example.com", max_concurrency=2, retry=FAST_RETRY)
 
 
 @responses.activate

@@ -1,11 +1,28 @@
 """dlt source for the Chess.com published-data API: player profiles, stats and games.
 
 Config section `sources.chess` (env `SOURCES__CHESS__<ARG>`): `players`, `start_month`,
-`end_month`, `base_url`, `contact`, `max_concurrency`, `max_games_per_load`.
+`end_month`, `base_url`, `contact`, `max_concurrency`, `max_games_per_load`, `deadline_s`,
+`request_deadline_s`.
+
+Under faults (README "What the pipeline guarantees under faults"):
+- Every payload is validated before dlt sees it (`records`). A malformed profile, stats,
+  archive list or month fails that document only: the player is reported with the URL
+  and the problem, everything else loads, and the document's validators are not kept, so
+  it is fetched again in full next run. A month with some invalid games loads the valid
+  ones and stays open (not done, not final).
+- A month is recorded done only from an answer that can be right: `{}` or a 304 to an
+  unconditional request fail the month; `{"games": []}` for a month the archive list names
+  is a warning and the month stays open. An empty or malformed archive list is never cached.
+- 410 Gone: the first run that sees it fails (exit 1) and records the player gone; later
+  runs do not request the player and report it as a warning (`gone_players`), not a
+  failure. An unknown player (404) stays a failure on every run.
+- `deadline_s` bounds the requests of a run: after it nothing more is requested, no further
+  load starts, and what is left (months, documents) is fetched next run (`deadline_reached`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,12 +34,17 @@ from dlt.extract.resource import DltResource
 
 from .client import (
     DEFAULT_BASE_URL,
+    DEFAULT_REQUEST_DEADLINE_S,
     ChessComClient,
     ChessComError,
     ConfigurationError,
+    DeadlineReached,
     Fetched,
+    MonthNotFound,
     PlayerGone,
     PlayerNotFound,
+    Unreachable,
+    check_seconds,
 )
 from .months import InvalidMonthError, Month, MonthPlan, is_final, parse_range, plan_months
 from .players import InvalidPlayerError, parse_players
@@ -32,7 +54,9 @@ from .records import (
     PROFILE_COLUMNS,
     STATS_COLUMNS,
     InvalidRecordError,
+    archive_urls,
     game_row,
+    month_games,
     profile_row,
     stats_row,
 )
@@ -59,6 +83,8 @@ def chess(
     contact: str | None = None,
     max_concurrency: int = 3,
     max_games_per_load: int = 5000,
+    deadline_s: float | None = None,
+    request_deadline_s: float | None = DEFAULT_REQUEST_DEADLINE_S,
     report: RunReport | None = None,
 ) -> Sequence[DltResource]:
     """Profiles, stats and games of `players` for archive months `start_month`..`end_month`.
@@ -66,8 +92,12 @@ def chess(
     Everything is validated here, before any request. Pass a `RunReport` to learn what
     the run did (players failed and why, months downloaded / not modified / skipped).
     Months beyond `max_games_per_load` downloaded games are left for the next load
-    (`report.deferred_months`): a backfill runs as several bounded loads, each committing
-    its state, so memory stays flat and an interrupted backfill resumes where it stopped.
+    (`report.backfill`, the contract with the runner's load loop): a backfill runs as
+    several bounded loads, each committing its state, so memory stays flat and an
+    interrupted backfill resumes where it stopped. `deadline_s` (seconds from the first
+    source made with this `report`) stops requesting and halts the backfill, leaving the
+    rest for the next run; `request_deadline_s` bounds one request's total time, however
+    slowly its body arrives.
     """
     names = parse_players(players)
     now = datetime.now(UTC)
@@ -77,10 +107,25 @@ def chess(
             f"invalid max_games_per_load {max_games_per_load!r}: must be >= 1 "
             "(SOURCES__CHESS__MAX_GAMES_PER_LOAD)"
         )
+    if max_concurrency < 1:
+        raise ConfigurationError(
+            f"invalid max_concurrency {max_concurrency!r}: must be >= 1 "
+            "(SOURCES__CHESS__MAX_CONCURRENCY)"
+        )
+    deadline_s = check_seconds("deadline_s", deadline_s)
     report = report if report is not None else RunReport()
-    client = ChessComClient(base_url, contact, max_concurrency, stats=report.requests)
+    if deadline_s is not None and report.deadline_at is None:
+        report.deadline_at = time.monotonic() + deadline_s
+    client = ChessComClient(
+        base_url,
+        contact,
+        max_concurrency,
+        stats=report.requests,
+        request_deadline_s=request_deadline_s,
+        run_deadline=report.deadline_at,
+    )
     report.players = names
-    report.deferred_months = 0
+    report.backfill.begin()
     months = archive_months(client, names, first, last, now, max_games_per_load, report)
     return (
         players_profiles(client, names, report),
@@ -90,18 +135,30 @@ def chess(
     )
 
 
+def _warn(report: RunReport, message: str) -> None:
+    if message not in report.warnings:
+        report.warnings.append(message)
+
+
 def _available(players: Iterable[str], report: RunReport) -> list[str]:
-    """Players not yet known to be unknown (404) or gone (410), honouring earlier 410s."""
+    """Players not yet known to be unknown (404) or gone (410), honouring earlier 410s.
+
+    A player recorded gone by an earlier run is not requested and is a warning, not a
+    failure: the account will never come back, and failing every later run for it would
+    bury real failures (issue 10 case 6).
+    """
     gone: dict[str, str] = dlt.current.source_state().setdefault("gone", {})
     result = []
     for player in players:
         if player in report.unavailable:
             continue
         if player in gone:
-            report.fail(
-                player,
-                f"410 Gone on {gone[player]}: not requested again (--full-refresh to retry)",
-                unavailable=True,
+            report.unavailable.add(player)
+            report.gone_players[player] = gone[player]
+            _warn(
+                report,
+                f"{player}: account closed (410 Gone since {gone[player]}): not requested "
+                "(--full-refresh to ask again)",
             )
         else:
             result.append(player)
@@ -113,11 +170,31 @@ def _record_failure(player: str, exc: ChessComError, report: RunReport) -> None:
         dlt.current.source_state().setdefault("gone", {})[player] = (
             datetime.now(UTC).date().isoformat()
         )
-        report.fail(player, "gone (410): Chess.com will never serve data for this player", True)
+        report.fail(
+            player,
+            "gone (410): Chess.com will never serve data for this player "
+            "(later runs skip it with a warning)",
+            True,
+        )
     elif isinstance(exc, PlayerNotFound):
         report.fail(player, "unknown player (404)", unavailable=True)
+    elif isinstance(exc, DeadlineReached):
+        _deadline_reached(report)
+    elif isinstance(exc, Unreachable):
+        report.unreachable = str(exc)
+        report.fail(player, "not fetched: the API host is unreachable")
     else:
         report.fail(player, str(exc))
+
+
+def _deadline_reached(report: RunReport) -> None:
+    report.deadline_reached = True
+    report.backfill.halt()
+    _warn(
+        report,
+        "run deadline reached (SOURCES__CHESS__DEADLINE_S): what was not fetched is left "
+        "for the next run",
+    )
 
 
 def _fetch_players(
@@ -125,13 +202,17 @@ def _fetch_players(
     fetch: Callable[..., Fetched],
     players: list[str],
     report: RunReport,
+    shape: Callable[[str, Fetched], Any],
     validators: dict[str, dict[str, str | None]] | None = None,
     include_not_modified: bool = False,
-) -> Iterator[tuple[str, Fetched]]:
+) -> Iterator[tuple[str, Fetched, Any]]:
     """Fetch one document per player in parallel, conditionally; yield the changed ones
-    (and the unchanged ones too with `include_not_modified`). Failures are reported.
+    shaped by `shape` (and, with `include_not_modified`, the unchanged ones shaped as
+    None). Failures and invalid documents are reported.
 
     Validators (ETag, Last-Modified) live in the calling resource's state unless given.
+    They are kept only for a document that passed `shape`: an invalid one is fetched in
+    full next run (were its validators kept, a 304 would hide it for good).
     """
     if validators is None:
         validators = dlt.current.resource_state().setdefault("validators", {})
@@ -143,9 +224,17 @@ def _fetch_players(
         except ChessComError as exc:
             _record_failure(player, exc, report)
             continue
+        shaped = None
+        if not fetched.not_modified:
+            try:
+                shaped = shape(player, fetched)
+            except InvalidRecordError as exc:
+                report.invalid_records += 1
+                report.fail(player, f"{exc} from {fetched.url}: not loaded, fetched again next run")
+                continue
         validators[player] = {"etag": fetched.etag, "last_modified": fetched.last_modified}
         if include_not_modified or not fetched.not_modified:
-            yield player, fetched
+            yield player, fetched, shaped
 
 
 @dlt.resource(
@@ -158,12 +247,10 @@ def players_profiles(
     client: ChessComClient, players: list[str], report: RunReport
 ) -> Iterator[TDataItem]:
     """One row per player, re-loaded only when Chess.com says the profile changed."""
-    for player, fetched in _fetch_players(client, client.profile, players, report):
-        try:
-            yield profile_row(fetched.data)
-        except InvalidRecordError as exc:
-            report.invalid_records += 1
-            report.fail(player, str(exc))
+    for _, _, row in _fetch_players(
+        client, client.profile, players, report, lambda _, f: profile_row(f.data)
+    ):
+        yield row
 
 
 @dlt.resource(
@@ -176,8 +263,14 @@ def players_stats(
     client: ChessComClient, players: list[str], report: RunReport
 ) -> Iterator[TDataItem]:
     """Ratings and records per time class, one row per player."""
-    for player, fetched in _fetch_players(client, client.stats_of, players, report):
-        yield stats_row(player, fetched.data, datetime.now(UTC))
+    for _, _, row in _fetch_players(
+        client,
+        client.stats_of,
+        players,
+        report,
+        lambda p, f: stats_row(p, f.data, datetime.now(UTC)),
+    ):
+        yield row
 
 
 @dataclass
@@ -186,7 +279,7 @@ class MonthResult:
 
     player: str
     month: str
-    status: str  # downloaded | not_modified | failed
+    status: str  # downloaded | not_modified | failed | empty
     entry: dict[str, Any]
     fetched_at: datetime
     games: list[dict[str, Any]] = field(default_factory=list)
@@ -229,12 +322,13 @@ def archive_months(
 
     downloaded_games = 0
     submitted = 0
+    cut_off = 0
 
     def within_budget() -> Iterator[tuple[str, MonthPlan]]:
         # Checked as each fetch is submitted: at most the fetch window overshoots it.
         nonlocal submitted
         for item in todo:
-            if downloaded_games >= max_games:
+            if downloaded_games >= max_games or client.deadline_passed():
                 return
             submitted += 1
             yield item
@@ -243,37 +337,76 @@ def archive_months(
     for (player, plan), future in parallel_map(fetch_month, within_budget(), workers):
         done = book[player]["months"]
         month = plan.month.path
+        previous = done.get(month, {})
         fetched_at = datetime.now(UTC)
         try:
             fetched = future.result()
-        except PlayerNotFound:
+        except MonthNotFound:
             # A listed player without this month's archive (e.g. no games yet this month).
             report.months["missing"] += 1
+            continue
+        except DeadlineReached:
+            cut_off += 1
             continue
         except ChessComError as exc:
             report.months["failed"] += 1
             _record_failure(player, exc, report)
-            yield MonthResult(player, month, "failed", done.get(month, {}), fetched_at)
+            yield MonthResult(player, month, "failed", previous, fetched_at)
             continue
         entry = {
             "etag": fetched.etag,
             "last_modified": fetched.last_modified,
-            "games": done.get(month, {}).get("games"),
+            "games": previous.get("games"),
             "final": is_final(plan.month, fetched_at),
         }
-        result = MonthResult(player, month, "not_modified", entry, fetched_at)
         if fetched.not_modified:
+            # Validators were sent (the client rejects a 304 to an unconditional request).
             report.months["not_modified"] += 1
-        else:
-            report.months["downloaded"] += 1
-            result.status = "downloaded"
-            games = fetched.data.get("games", [])
-            entry["games"] = len(games)
-            result.games = _new_game_rows(player, month, games, seen, report)
-            downloaded_games += len(games)
+            report.backfill.advance()
+            done[month] = entry
+            yield MonthResult(player, month, "not_modified", entry, fetched_at)
+            continue
+        try:
+            games = month_games(fetched.data)
+        except InvalidRecordError as exc:
+            report.invalid_records += 1
+            report.months["failed"] += 1
+            report.fail(player, f"{month}: {exc} in {fetched.url}: fetched again next run")
+            yield MonthResult(player, month, "failed", previous, fetched_at)
+            continue
+        downloaded_games += len(games)
+        rows, problems = _new_game_rows(games, seen, report)
+        if problems:
+            # The valid games load; the month stays open so the rest comes once fixed.
+            report.invalid_records += len(problems)
+            report.months["failed"] += 1
+            report.fail(
+                player,
+                f"{month}: {len(problems)} of {len(games)} games invalid in {fetched.url} "
+                f"(first: {problems[0]}): the valid ones are loaded, the month is fetched "
+                "again next run",
+            )
+            yield MonthResult(player, month, "failed", previous, fetched_at, rows)
+            continue
+        if not games and plan.listed:
+            # The archive list names this month, so it has games: an empty answer cannot
+            # be its content. Not recorded: fetched in full again next run.
+            report.months["empty"] += 1
+            _warn(
+                report,
+                f"{player}: {month} is in the archive list but {fetched.url} has no games: "
+                "not recorded, fetched again next run",
+            )
+            yield MonthResult(player, month, "empty", previous, fetched_at)
+            continue
+        report.months["downloaded"] += 1
+        report.backfill.advance()
+        entry["games"] = len(games)
         done[month] = entry
-        yield result
-    report.deferred_months = len(todo) - submitted
+        yield MonthResult(player, month, "downloaded", entry, fetched_at, rows)
+    report.backfill.leave(len(todo) - submitted + cut_off)
+    if cut_off or client.deadline_passed():
+        _deadline_reached(report)
 
 
 def _archive_listings(
@@ -286,7 +419,9 @@ def _archive_listings(
     """Months each player has archives for, as `YYYY/MM`.
 
     The list is re-read (conditionally) once per calendar month: in between, the only
-    month that can appear is the current one, which is planned anyway.
+    month that can appear is the current one, which is planned anyway. Only a valid,
+    non-empty list is kept for the month; an invalid one fails the player (its months
+    wait for the next run) and an empty one serves this run only.
     """
     listings: dict[str, list[str]] = {}
     stale: dict[str, dict[str, Any]] = {}
@@ -300,44 +435,57 @@ def _archive_listings(
         p: {"etag": v.get("etag"), "last_modified": v.get("last_modified")}
         for p, v in stale.items()
     }
-    answered = _fetch_players(
-        client, client.archives, list(stale), report, validators, include_not_modified=True
-    )
-    for player, fetched in answered:
+
+    def shape(player: str, fetched: Fetched) -> list[str]:
+        known = set(book[player]["months"]) | set(stale[player].get("months", []))
+        return _listed_months(fetched.data, current, known)
+
+    answered = _fetch_players(client, client.archives, list(stale), report, shape, validators, True)
+    for player, fetched, months in answered:
         if fetched.not_modified:
             months = stale[player].get("months", [])
-        else:
-            months = _listed_months(player, fetched.data.get("archives", []), report)
+        listings[player] = months
+        if not months:
+            # A player with no games yet, or a bad answer: cheap to ask again next run.
+            _warn(report, f"{player}: archive list {fetched.url} is empty: read again next run")
+            continue
         book[player]["archives"] = {
             "listed_in": current.path,
             "months": months,
             **validators[player],
         }
-        listings[player] = months
     # A player whose list could not be read is reported; its months wait for the next run.
     return listings
 
 
-def _listed_months(player: str, urls: list[str], report: RunReport) -> list[str]:
+def _listed_months(document: dict[str, Any], current: Month, known: set[str]) -> list[str]:
+    """The months of a valid archive list; raises `InvalidRecordError` for a bad one."""
     months = set()
-    for url in urls:
+    bad = []
+    for url in archive_urls(document):
         try:
-            months.add(Month.from_archive_url(url).path)
+            months.add(Month.from_archive_url(url, latest=current).path)
         except InvalidMonthError as exc:
-            report.fail(player, str(exc))
+            bad.append(str(exc))
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise InvalidRecordError(f"invalid archive list: {bad[0]}{more}")
+    if not months and known:
+        raise InvalidRecordError(f"archive list is empty, but {len(known)} months were known")
     return sorted(months)
 
 
 def _new_game_rows(
-    player: str, month: str, games: list[dict[str, Any]], seen: set[str], report: RunReport
-) -> list[dict[str, Any]]:
+    games: list[Any], seen: set[str], report: RunReport
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of the valid games not yet seen this run, and what is wrong with the others."""
     rows = []
-    for game in games:
+    problems = []
+    for number, game in enumerate(games, 1):
         try:
             row = game_row(game)
         except InvalidRecordError as exc:
-            report.invalid_records += 1
-            report.fail(player, f"{month}: {exc}")
+            problems.append(f"game {number}: {exc}")
             continue
         # A game between two tracked players is in both archives: load it once.
         if row["uuid"] in seen:
@@ -346,7 +494,7 @@ def _new_game_rows(
         seen.add(row["uuid"])
         rows.append(row)
     report.games += len(rows)
-    return rows
+    return rows, problems
 
 
 @dlt.transformer(

@@ -36,11 +36,18 @@ class Month:
         return cls(int(match.group(1)), int(match.group(2)))
 
     @classmethod
-    def from_archive_url(cls, url: str) -> Month:
-        match = ARCHIVE_URL_RE.search(url)
+    def from_archive_url(cls, url: object, latest: Month | None = None) -> Month:
+        """The month of an archive URL `.../games/YYYY/MM`, a real month up to `latest`."""
+        match = ARCHIVE_URL_RE.search(url) if isinstance(url, str) else None
         if not match:
             raise InvalidMonthError(f"not a monthly archive URL: {url!r}")
-        return cls(int(match.group(1)), int(match.group(2)))
+        try:
+            month = cls.parse(f"{match.group(1)}/{match.group(2)}")
+        except InvalidMonthError:
+            raise InvalidMonthError(f"no such month in archive URL {url!r}") from None
+        if latest is not None and month > latest:
+            raise InvalidMonthError(f"archive URL {url!r} is for a month after {latest}")
+        return month
 
     @classmethod
     def of(cls, moment: datetime) -> Month:
@@ -94,6 +101,8 @@ class MonthPlan:
     fetch: bool
     etag: str | None = None
     last_modified: str | None = None
+    # Named by the archive list (so it has games), not just the current month planned anyway.
+    listed: bool = True
 
 
 def plan_months(
@@ -110,16 +119,19 @@ def plan_months(
     `done` is the per-month bookkeeping kept in resource state.
     """
     current = Month.of(now)
-    months = set(listed)
+    named = set(listed)
+    months = set(named)
     if first is None or first <= current <= last:
         months.add(current)
     plans = []
     for month in sorted(m for m in months if (first is None or m >= first) and m <= last):
         entry = done.get(month.path)
+        listed_here = month in named
         if entry and entry.get("final"):
-            plans.append(MonthPlan(month, fetch=False))
+            plans.append(MonthPlan(month, fetch=False, listed=listed_here))
         elif entry:
-            plans.append(MonthPlan(month, True, entry.get("etag"), entry.get("last_modified")))
+            etag, modified = entry.get("etag"), entry.get("last_modified")
+            plans.append(MonthPlan(month, True, etag, modified, listed=listed_here))
         else:
-            plans.append(MonthPlan(month, fetch=True))
+            plans.append(MonthPlan(month, fetch=True, listed=listed_here))
     return plans

@@ -1,4 +1,10 @@
-"""Shape API payloads into rows before dlt sees them.
+"""Validate API payloads and shape them into rows before dlt sees them.
+
+Each payload is checked against a pydantic model of what the tables and the view rely on
+(keys, times, the two sides of a game); unknown fields pass through to dlt as they came.
+A payload that fails raises `InvalidRecordError` naming the field, the rule and the bad
+value, so one malformed game or profile is reported where it is (player, month, URL) by
+the caller instead of stopping the extract for everyone.
 
 Epoch seconds become timezone-aware timestamps (TIMESTAMP_TZ in Snowflake). A game's
 `white`, `black` and `accuracies` objects are flattened here into the very columns dlt
@@ -9,9 +15,10 @@ normalize time (bench/README).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from dlt.common.schema.typing import TTableSchemaColumns
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PROFILE_TIMES = ("last_online", "joined")
 GAME_TIMES = ("start_time", "end_time")
@@ -50,8 +57,82 @@ ARCHIVE_COLUMNS: TTableSchemaColumns = {
 }
 
 
+# An epoch beyond 2100 is a unit error (milliseconds, 1e20), not a time.
+MAX_EPOCH = 4_102_444_800
+Epoch = Annotated[int, Field(ge=0, lt=MAX_EPOCH)]
+Text = Annotated[str, Field(min_length=1)]
+
+
 class InvalidRecordError(ValueError):
-    """A payload lacks what its table's key needs."""
+    """A payload that the tables cannot take; the message names the field and value."""
+
+
+class _Payload(BaseModel):
+    # Only what the tables rely on is declared; everything else goes to dlt untouched.
+    model_config = ConfigDict(extra="allow")
+
+
+class ProfileRecord(_Payload):
+    player_id: int
+    last_online: Epoch | None = None
+    joined: Epoch | None = None
+
+
+class Side(_Payload):
+    username: Text
+    result: Text
+    rating: int | None = None
+
+
+class GameRecord(_Payload):
+    uuid: Text
+    url: str | None = None
+    end_time: Epoch
+    start_time: Epoch | None = None
+    white: Side
+    black: Side
+
+
+class MonthDocument(_Payload):
+    """`/games/{YYYY}/{MM}`: the games are checked one by one (`game_row`)."""
+
+    games: list[Any]
+
+
+class ArchiveList(_Payload):
+    """`/games/archives`: URLs of the monthly archives, oldest first."""
+
+    archives: list[str]
+
+
+def describe(exc: ValidationError, limit: int = 3) -> str:
+    """`field: rule (got value)` for the first `limit` problems of a payload."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "document"
+        got = repr(error.get("input"))
+        got = got if len(got) <= 60 else got[:57] + "..."
+        parts.append(f"{where}: {error['msg']} (got {got})")
+    more = len(exc.errors()) - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _check(model: type[_Payload], payload: Any, what: str) -> Any:
+    if not isinstance(payload, dict):
+        raise InvalidRecordError(f"{what} is {type(payload).__name__}, not an object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidRecordError(f"invalid {what}: {describe(exc)}") from None
+
+
+def month_games(document: dict[str, Any]) -> list[Any]:
+    """The `games` of a monthly archive document (each still to check with `game_row`)."""
+    return _check(MonthDocument, document, "archive").games
+
+
+def archive_urls(document: dict[str, Any]) -> list[str]:
+    return _check(ArchiveList, document, "archive list").archives
 
 
 def from_epoch(value: Any) -> datetime | None:
@@ -60,28 +141,32 @@ def from_epoch(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC)
 
 
-def _with_times(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    row = dict(record)
-    for field in fields:
-        if field in row:
-            row[field] = from_epoch(row[field])
+def profile_row(profile: dict[str, Any]) -> dict[str, Any]:
+    record = _check(ProfileRecord, profile, "profile")
+    row = dict(profile)
+    row["player_id"] = record.player_id
+    for name in PROFILE_TIMES:
+        if name in row:
+            row[name] = from_epoch(getattr(record, name))
     return row
 
 
-def profile_row(profile: dict[str, Any]) -> dict[str, Any]:
-    if "player_id" not in profile:
-        raise InvalidRecordError(f"profile without player_id: {profile.get('@id')!r}")
-    return _with_times(profile, PROFILE_TIMES)
-
-
 def stats_row(player: str, stats: dict[str, Any], fetched_at: datetime) -> dict[str, Any]:
-    return {"player": player, "fetched_at": fetched_at, **stats}
+    # The tracked name is the key: a "player" field in the payload must not replace it.
+    return {**stats, "player": player, "fetched_at": fetched_at}
 
 
-def game_row(game: dict[str, Any]) -> dict[str, Any]:
-    if not game.get("uuid"):
-        raise InvalidRecordError(f"game without uuid: {game.get('url')!r}")
-    row = _with_times(game, GAME_TIMES)
+def game_row(game: Any) -> dict[str, Any]:
+    """One game as a row; raises `InvalidRecordError` naming the game's url if it has one."""
+    try:
+        record = _check(GameRecord, game, "game")
+    except InvalidRecordError as exc:
+        url = game.get("url") if isinstance(game, dict) else None
+        raise InvalidRecordError(f"{exc} [{url}]" if isinstance(url, str) else str(exc)) from None
+    row = dict(game)
+    for name in GAME_TIMES:
+        if name in row:
+            row[name] = from_epoch(getattr(record, name))
     for name in GAME_OBJECTS:
         nested = row.pop(name, None)
         if isinstance(nested, dict):
