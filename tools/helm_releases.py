@@ -12,11 +12,19 @@ refused with an error naming the release, never silently ignored.
 
 `place` puts namespaced objects without a namespace into the release namespace, as
 `helm install --namespace` does: chart templates such as Kestra's leave it out.
+
+    helm_releases.py verify RENDERED.yaml...
+
+`verify` keeps per-resource checkov skips honest: a container-level check skipped on a
+workload (annotation `checkov.io/skipN: CHECK_ID=reason`) may only be failed by that
+workload's privileged containers (the dind sidecar); every other container must pass it,
+since checkov would report nothing once the whole workload is skipped.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +121,66 @@ def place(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
     return docs
 
 
+# Container-level checkov checks and what passing means for one container.
+CONTAINER_CHECKS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
+    "CKV_K8S_8": ("a liveness probe", lambda c: bool(c.get("livenessProbe"))),
+    "CKV_K8S_9": ("a readiness probe", lambda c: bool(c.get("readinessProbe"))),
+    "CKV_K8S_16": ("no privileged mode", lambda c: not _security(c).get("privileged")),
+    "CKV_K8S_20": (
+        "allowPrivilegeEscalation false",
+        lambda c: _security(c).get("allowPrivilegeEscalation") is False,
+    ),
+    "CKV_K8S_22": (
+        "a read-only root filesystem",
+        lambda c: _security(c).get("readOnlyRootFilesystem") is True,
+    ),
+    "CKV_K8S_28": ("capabilities drop ALL", lambda c: "ALL" in _dropped(c)),
+    "CKV_K8S_37": ("capabilities drop ALL", lambda c: "ALL" in _dropped(c)),
+}
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+def _security(container: dict[str, Any]) -> dict[str, Any]:
+    return container.get("securityContext") or {}
+
+
+def _dropped(container: dict[str, Any]) -> list[str]:
+    return (_security(container).get("capabilities") or {}).get("drop") or []
+
+
+def skipped_checks(doc: dict[str, Any]) -> dict[str, str]:
+    """Check id -> reason, read as checkov does (kubernetes_utils.get_skipped_checks:
+    annotation keys containing `checkov.io/skip`, value split at `=`)."""
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    skips = {}
+    for key, value in annotations.items():
+        if "checkov.io/skip" in key:
+            check, _, reason = str(value).partition("=")
+            skips[check.strip()] = reason.strip()
+    return skips
+
+
+def verify(docs: list[dict[str, Any]]) -> list[str]:
+    """Skips that would hide a failing non-privileged container, one message each."""
+    problems = []
+    for doc in (d for d in docs if d.get("kind") in WORKLOADS):
+        name = f"{doc['kind']} {doc['metadata']['name']}"
+        pod = doc["spec"]["template"]["spec"]
+        skipped = [c for c in skipped_checks(doc) if c in CONTAINER_CHECKS]
+        privileged = [c for c in pod["containers"] if _security(c).get("privileged")]
+        if skipped and not privileged:
+            problems.append(f"{name}: skips {', '.join(skipped)} with no privileged container")
+        for check in skipped:
+            wanted, passes = CONTAINER_CHECKS[check]
+            for container in pod["containers"]:
+                if container not in privileged and not passes(container):
+                    problems.append(
+                        f"{name}: skip {check} hides container {container['name']},"
+                        f" which lacks {wanted}"
+                    )
+    return problems
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "plan":
         docs = [d for d in yaml.safe_load_all(Path(argv[1]).read_text()) if d]
@@ -128,6 +196,15 @@ def main(argv: list[str]) -> int:
         docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
         yaml.safe_dump_all(place(docs, argv[1]), sys.stdout, sort_keys=False)
         return 0
+    if len(argv) >= 2 and argv[0] == "verify":
+        problems = [
+            f"{file}: {problem}"
+            for file in argv[1:]
+            for problem in verify([d for d in yaml.safe_load_all(Path(file).read_text()) if d])
+        ]
+        for problem in problems:
+            print(f"helm_releases: {problem}", file=sys.stderr)
+        return 1 if problems else 0
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -3,7 +3,8 @@
 # spec.values, release name and namespace) and check what the charts really produce:
 # kubeconform for the schemas, checkov for security, with the same .checkov.yaml as the
 # plain manifests. Each chart is scanned beside the rest of its Flux path, so checkov
-# sees the NetworkPolicies that select the chart's pods.
+# sees the NetworkPolicies that select the chart's pods. Per-resource skips are checked
+# too: they may only cover privileged sidecars (tools/helm_releases.py verify).
 #
 #   tools/render_charts.sh [KUSTOMIZE_DIR...]
 #
@@ -74,6 +75,7 @@ for source in "$@"; do
     "$helm" template "$release" "${ref[@]}" --namespace "$namespace" --values "$values" \
       --include-crds --kube-version "$kube_version" |
       "$python" tools/helm_releases.py place "$namespace" >"$rendered"
+    "$python" tools/helm_releases.py verify "$rendered" || status=1
     if command -v kubeconform >/dev/null; then
       kubeconform -strict -summary -kubernetes-version "$kube_version" "$rendered" || status=1
     fi
