@@ -15,6 +15,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -139,7 +140,7 @@ def test_flux_version_has_one_value() -> None:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """tools/e2e/make-source.sh as the job runs it (on the committed tree, HEAD)."""
     sops = sops_binary()
     tool("python (ops lane)", OPS_PYTHON)
@@ -154,7 +155,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     assert out.returncode == 0, out.stderr
     assert "CHANGE_ME" not in out.stdout + out.stderr
-    return {"tree": tree, "identity": identity, "sops": Path(sops)}
+    yield {"tree": tree, "identity": identity, "sops": Path(sops)}
+    shutil.rmtree(tmp)  # the private key does not outlive the tests
 
 
 def test_pushed_source_has_only_committed_files_and_encrypted_secrets(

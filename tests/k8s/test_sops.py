@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def secrets_in(tree: Path) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def encrypted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def encrypted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A copy of the repo's deploy files taken through README step 2 with a throwaway key."""
     sops = sops_binary()
     tool("python (ops lane)", OPS_PYTHON)
@@ -74,7 +75,7 @@ def encrypted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     filled = secrets_in(tree)
     leaks_before = secret_leaks(sorted((tree / PRODUCTION).glob("*.sops.yaml")))
     run([ENCRYPT, tree, recipient], env={**os.environ, "SOPS": sops})
-    return {
+    yield {
         "sops": sops,
         "tree": tree,
         "identity": identity,
@@ -83,6 +84,7 @@ def encrypted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "leaks_before": leaks_before,
         "env": {**os.environ, "SOPS_AGE_KEY_FILE": str(identity)},
     }
+    shutil.rmtree(tmp)  # the private key does not outlive the tests
 
 
 def test_throwaway_key_is_private_and_in_age_keygen_format(encrypted: dict[str, Any]) -> None:
