@@ -21,7 +21,7 @@ os.environ.setdefault("DLT_PROJECT_DIR", str(ROOT / "pipelines" / "dlt"))
 import dlt  # noqa: E402
 
 from chess_com.records import GAME_COLUMNS, game_row  # noqa: E402
-from warehouse import LOADER_FILE_FORMAT  # noqa: E402
+from pipeline_runner import LOADER_FILE_FORMAT  # noqa: E402
 
 
 def main() -> int:

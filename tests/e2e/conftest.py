@@ -109,8 +109,8 @@ def pipeline(tmp_path: Path, api: FakeChessCom) -> Pipeline:
 DRAWS = {"agreed", "repetition", "stalemate", "insufficient", "50move", "timevsinsufficient"}
 
 
-def expected_player_games(world: World, tracked: list[str]) -> set[tuple[Any, ...]]:
-    """The `player_games` view computed in Python from what the server served:
+def expected_games_by_player(world: World, tracked: list[str]) -> set[tuple[Any, ...]]:
+    """The `games_by_player` view computed in Python from what the server served:
     (player, opponent, colour, result, result_how, player_rating, opponent_rating, uuid)."""
     rows = set()
     tracked_lower = {p.lower() for p in tracked}

@@ -288,9 +288,7 @@ def test_games_by_player_view_has_one_row_per_tracked_player_per_game(
 ) -> None:
     run = pipeline.run("--players", "alice,bob_b")
     assert run.returncode == 0, run.output
-    columns = (
-        "player, opponent, colour, result, result_how, player_rating, opponent_rating, uuid"
-    )
+    columns = "player, opponent, colour, result, result_how, player_rating, opponent_rating, uuid"
     rows = set(pipeline.query(f"select {columns} from chess.games_by_player"))
     expected = expected_games_by_player(world, ["alice", "bob_b"])
     assert rows == expected

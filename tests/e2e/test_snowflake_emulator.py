@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, SCRIPT
-from tests.e2e.conftest import PLAYERS, Pipeline, expected_player_games
+from tests.e2e.conftest import PLAYERS, Pipeline, expected_games_by_player
 from tests.fake_chesscom import FakeChessCom, World, recent_months
 
 pytestmark = pytest.mark.e2e
@@ -99,9 +99,9 @@ def test_load_creates_typed_tables_and_exactly_the_served_games(
         )
     }
     assert {"PLAYERS_GAMES", "PLAYERS_PROFILES", "PLAYERS_STATS", "PLAYERS_ARCHIVES"} <= tables
-    (view,) = snowflake.query("select count(*) as n from chess.player_games")
+    (view,) = snowflake.query("select count(*) as n from chess.games_by_player")
     # One row per tracked player per game: games between tracked players count twice.
-    assert view["n"] == len(expected_player_games(world, PLAYERS)) > len(loaded)
+    assert view["n"] == len(expected_games_by_player(world, PLAYERS)) > len(loaded)
     columns = {
         r["column_name"]: r["data_type"]
         for r in snowflake.query(
@@ -150,21 +150,21 @@ def test_rerun_merges_updates_and_adds_exactly_the_new_games(
     assert row["white__rating"] == 3333
 
 
-def test_player_games_view_on_snowflake_matches_duckdb_semantics(
+def test_games_by_player_view_on_snowflake_matches_duckdb_semantics(
     snowflake: EmulatedSnowflake, world: World
 ) -> None:
     assert snowflake.run("--players", "alice,bob_b").returncode == 0
     rows = {
         tuple(r[k] for k in VIEW_COLUMNS)
-        for r in snowflake.query(f"select {', '.join(VIEW_COLUMNS)} from chess.player_games")
+        for r in snowflake.query(f"select {', '.join(VIEW_COLUMNS)} from chess.games_by_player")
     }
-    assert rows == expected_player_games(world, ["alice", "bob_b"])
+    assert rows == expected_games_by_player(world, ["alice", "bob_b"])
 
 
 def test_view_has_only_the_tracked_players(snowflake: EmulatedSnowflake) -> None:
     assert snowflake.run("--players", PLAYERS[0]).returncode == 0
     players = {
-        r["player"] for r in snowflake.query("select distinct player from chess.player_games")
+        r["player"] for r in snowflake.query("select distinct player from chess.games_by_player")
     }
     assert players == {PLAYERS[0].lower()}
 

@@ -1,11 +1,51 @@
-"""What a run did, for the summary the script prints (and Kestra outputs)."""
+"""What a run did, for the summary the script prints (and Kestra outputs).
+
+`RunReport` is the chess pipeline's `pipeline_runner.SourceReport`: the runner counts
+loads, rows per table and step times itself and asks the report for the rest.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline_runner import Metric
 
 from .client import RequestStats
+
+
+@dataclass
+class Backfill:
+    """The contract between the source and the runner's load loop for a backfill larger
+    than one load (each load commits its state: memory stays flat, a kill resumes).
+
+    Source side, while extracting one load: `begin()` when the load's source is built,
+    `advance()` for every month the API answered (downloaded or not modified), `leave(n)`
+    with the months it left for a further load, `halt()` when no further load may start
+    this run (e.g. the run's deadline).
+    Runner side, after each committed load: `another_load()`. A load that advanced nothing
+    would leave the same months again, so it ends the run instead of looping.
+    """
+
+    left: int = 0
+    advanced: int = 0
+    halted: bool = False
+
+    def begin(self) -> None:
+        self.left, self.advanced, self.halted = 0, 0, False
+
+    def advance(self, months: int = 1) -> None:
+        self.advanced += months
+
+    def leave(self, months: int) -> None:
+        self.left = months
+
+    def halt(self) -> None:
+        self.halted = True
+
+    def another_load(self) -> bool:
+        return self.left > 0 and self.advanced > 0 and not self.halted
 
 
 @dataclass
@@ -21,13 +61,17 @@ class RunReport:
     requests: RequestStats = field(default_factory=RequestStats)
     # Players the API said do not exist (404) or are gone (410): no further requests.
     unavailable: set[str] = field(default_factory=set)
-    # Months left for a further load by the games budget of this one.
-    deferred_months: int = 0
-    # Load packages this run committed (a backfill beyond the games budget takes several).
-    loads: int = 0
-    # Rows written per table and seconds per dlt step, summed over the loads.
-    rows: Counter[str] = field(default_factory=Counter)
-    step_seconds: Counter[str] = field(default_factory=Counter)
+    # Months left for a further load by the games budget of this one (see Backfill).
+    backfill: Backfill = field(default_factory=Backfill)
+    # Players recorded gone (410) by an earlier run -> that day: not requested, not failed.
+    gone_players: dict[str, str] = field(default_factory=dict)
+    # What an operator should know that did not fail the run (known-gone players, ...).
+    warnings: list[str] = field(default_factory=list)
+    # Why the API host was given up (connections refused, name not resolved), if it was.
+    unreachable: str | None = None
+    # The run's deadline (time.monotonic()), set by its first source; whether it was hit.
+    deadline_at: float | None = None
+    deadline_reached: bool = False
 
     def fail(self, player: str, reason: str, unavailable: bool = False) -> None:
         reasons = self.failures.setdefault(player, [])
@@ -37,21 +81,78 @@ class RunReport:
             self.unavailable.add(player)
 
     @property
-    def loaded_players(self) -> list[str]:
-        return [p for p in self.players if p not in self.failures]
+    def deferred_months(self) -> int:
+        """Months left for the next load or run (`Backfill.leave`)."""
+        return self.backfill.left
 
-    def as_dict(self) -> dict[str, object]:
+    # -- pipeline_runner.SourceReport ----------------------------------------------------
+    def another_load(self) -> bool:
+        return self.backfill.another_load()
+
+    def failed(self) -> bool:
+        return bool(self.failures)
+
+    def headline(self) -> str | None:
+        if self.unreachable:
+            return f"Nothing fetched: {self.unreachable}"
+        return None
+
+    def summary_lines(self) -> list[str]:
+        months = self.months
+        by_status = ", ".join(f"{s}: {n}" for s, n in sorted(self.requests.by_status.items()))
+        left = self.deferred_months
+        gone = sorted(self.gone_players)
+        gone = [f"players gone (410, not requested): {', '.join(gone)}"] if gone else []
+        return [
+            f"players loaded: {len(self.loaded_players)} ({', '.join(self.loaded_players) or '-'})",
+            f"players failed: {len(self.failures)}",
+            *(f"  - {p}: {'; '.join(reasons)}" for p, reasons in self.failures.items()),
+            *gone,
+            *(f"warning: {w}" for w in self.warnings),
+            f"months: {months['downloaded']} downloaded, {months['not_modified']} not modified, "
+            f"{months['skipped']} skipped (final), {months['missing']} missing, "
+            f"{months['failed']} failed" + (f", {left} left for the next run" if left else ""),
+            f"games loaded: {self.games}"
+            + (
+                f" ({self.duplicate_games} also in another tracked player's archive)"
+                if self.duplicate_games
+                else ""
+            ),
+            f"requests: {self.requests.total} ({by_status or 'none'}"
+            + (
+                f"; {self.requests.attempts} attempts"
+                if self.requests.attempts != self.requests.total
+                else ""
+            )
+            + f"), {self.requests.bytes / 1e6:.2f} MB downloaded",
+        ]
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("games_loaded", self.games),
+            Metric("players_failed", len(self.failures)),
+            Metric("requests", self.requests.total),
+        ]
+
+    @property
+    def loaded_players(self) -> list[str]:
+        return [p for p in self.players if p not in self.failures and p not in self.gone_players]
+
+    def as_dict(self) -> dict[str, Any]:
         """Machine-readable summary (the script's --summary-json, Kestra outputs)."""
         return {
             "players_loaded": self.loaded_players,
             "players_failed": {p: "; ".join(r) for p, r in self.failures.items()},
             "months": dict(self.months),
             "months_left": self.deferred_months,
-            "loads": self.loads,
             "games_loaded": self.games,
             "duplicate_games": self.duplicate_games,
-            "rows": dict(sorted(self.rows.items())),
             "requests": {str(k): v for k, v in sorted(self.requests.by_status.items())},
             "bytes_downloaded": self.requests.bytes,
-            "step_seconds": {k: round(v, 3) for k, v in self.step_seconds.items()},
+            "request_attempts": self.requests.attempts,
+            "request_errors": dict(sorted(self.requests.errors.items())),
+            "unreachable": self.unreachable,
+            "deadline_reached": self.deadline_reached,
+            "gone_players": dict(self.gone_players),
+            "warnings": list(self.warnings),
         }
