@@ -8,12 +8,15 @@ PLAN_JSON is `python tools/manifests.py plan` ({"namespaces": {ns: {"flows": [id
 namespace files exist with the content of git, and every flow accepts an execution that
 the executor then starts (it may fail later: CI has no Snowflake). Standard library only.
 
-API paths are Kestra 1.3's (kestra 1.3.25 source, webserver/src/main/java/io/kestra/
-webserver/controllers/api/), tenant `main` in open-source Kestra:
+API paths are Kestra 1.3's (source of 1.3.25, GitHub binhth-vuejx/kestra-1.3.25, in
+webserver/src/main/java/io/kestra/webserver/controllers/api/; the same in Mattlk13/kestra),
+tenant `main` in open-source Kestra:
   FlowController          GET  /api/v1/{tenant}/flows/{namespace}          listFlowsByNamespace
                           GET  /api/v1/{tenant}/flows/{namespace}/{id}     getFlow
   NamespaceFileController GET  /api/v1/{tenant}/namespaces/{namespace}/files/search?q=
-                               (InternalNamespace.all: q "/" = every file, no directories)
+                               (core/.../storages/InternalNamespace.all: q "/" = every
+                               file, no directories; flows uploaded under /_flows/ are
+                               imported as flows, never stored as files)
                           GET  /api/v1/{tenant}/namespaces/{namespace}/files?path=  content
   ExecutionController     POST /api/v1/{tenant}/executions/{namespace}/{id}  multipart
                                inputs, answers the new execution (state CREATED)
