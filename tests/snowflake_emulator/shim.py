@@ -6,13 +6,17 @@ changes what the pipeline does. They apply only inside this test lane.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
+import threading
 from typing import Any
 
 import dlt
 import fakesnow.conn
+import fakesnow.copy_into
 import fakesnow.cursor
+import sqlglot
 
 
 def _unqualified_schema(schema: str | None) -> str | None:
@@ -93,7 +97,94 @@ def _patch_execute() -> None:
     fakesnow.cursor.FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
 
 
-def install_shims() -> None:
+class _JsonMatchByName(threading.local):
+    """The COPY in progress on this thread, when it loads JSON by column name."""
+
+    columns: list[str] | None = None
+    case_sensitive = False
+    duck_conn: Any = None
+
+
+_json_copy = _JsonMatchByName()
+
+
+def _patch_json_match_by_column_name() -> None:
+    # COPY INTO t FROM @stage FILE_FORMAT = (TYPE = JSON) MATCH_BY_COLUMN_NAME = ...: Snowflake
+    # loads each object's keys into the columns of the same name; fakesnow 0.12.1 only knows
+    # JSON into one VARIANT column (copy_into.py: ReadJSON, _inserts). dlt's own state table
+    # goes as JSON unless the client is told otherwise, which a real client is not (serve.py).
+    original_copy_into = fakesnow.cursor.copy_into
+    original_inserts = fakesnow.copy_into._inserts
+
+    def copy_into(duck_conn: Any, database: Any, schema: Any, expr: Any, *args: Any) -> Any:
+        # A copy of the bound params: _params pops a placeholder, the real COPY reads them again.
+        cparams = fakesnow.copy_into._params(
+            expr, copy.copy(args[1]) if len(args) > 1 else None, duck_conn=duck_conn,
+            current_database=database, current_schema=schema,
+        )  # fmt: skip
+        match = fakesnow.copy_into.MatchByColumnName
+        by_name = cparams.match_by_column_name != match.NONE
+        subquery = isinstance(expr.args["files"][0], sqlglot.exp.Subquery)
+        if (
+            by_name
+            and not subquery
+            and isinstance(cparams.file_format, fakesnow.copy_into.ReadJSON)
+        ):
+            table = fakesnow.copy_into._extract_table(expr.this)
+            _json_copy.columns = fakesnow.copy_into._get_table_columns(
+                table, duck_conn, database, table.db or schema
+            )
+            _json_copy.case_sensitive = cparams.match_by_column_name == match.CASE_SENSITIVE
+            _json_copy.duck_conn = duck_conn
+        try:
+            return original_copy_into(duck_conn, database, schema, expr, *args)
+        finally:
+            _json_copy.columns = _json_copy.duck_conn = None
+
+    def inserts(expr: Any, params: Any, urls: list[str], *args: Any) -> Any:
+        if _json_copy.columns is None:
+            return original_inserts(expr, params, urls, *args)
+        return [_json_insert(expr.this, url, _json_copy.columns) for url in urls]
+
+    fakesnow.cursor.copy_into = copy_into
+    fakesnow.copy_into._inserts = inserts
+
+
+def _json_insert(target: Any, url: str, columns: list[str]) -> Any:
+    """INSERT BY NAME of the keys matching the table's columns (dlt asks CASE_INSENSITIVE);
+    the values as JSON text, cast by DuckDB to each column's type."""
+    source = fakesnow.copy_into.ReadJSON().read_expression(url).sql(dialect="duckdb")
+    keys = [
+        k
+        for (k,) in _json_copy.duck_conn.execute(
+            f"SELECT DISTINCT unnest(json_keys(json)) FROM {source}"
+        ).fetchall()
+    ]
+    fold = str if _json_copy.case_sensitive else str.upper
+    by_name = {fold(k): k for k in keys}
+    matched = [(c, by_name[fold(c)]) for c in columns if fold(c) in by_name]
+    if not matched:
+        raise NotImplementedError(f"JSON COPY by column name with no key matching {columns}")
+    select = ", ".join(
+        f'json_extract_string(json, {_json_path(key)}) AS "{column}"' for column, key in matched
+    )
+    return sqlglot.parse_one(
+        f"INSERT INTO {target.sql(dialect='duckdb')} BY NAME SELECT {select} FROM {source}",
+        read="duckdb",
+    )
+
+
+def _json_path(key: str) -> str:
+    return "'$.\"" + key.replace("'", "''").replace('"', '\\"') + "\"'"
+
+
+def install_sql_shims() -> None:
+    """The SQL-side fixes alone: what fakesnow's server needs (serve.py); the client is real."""
     _patch_connect_schema()
-    _patch_destination_capabilities()
     _patch_execute()
+    _patch_json_match_by_column_name()
+
+
+def install_shims() -> None:
+    install_sql_shims()
+    _patch_destination_capabilities()
