@@ -274,14 +274,17 @@ class ChessComClient:
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except ProtocolError as exc:  # as requests' own body reading translates them
-            raise ChunkedEncodingError(exc) from exc
-        except DecodeError as exc:
-            raise ContentDecodingError(exc) from exc
-        except ReadTimeoutError as exc:
-            raise RequestsConnectionError(exc) from exc
-        finally:
-            raw.release_conn()
+        except BaseException as exc:
+            raw.close()  # a half-read connection must not go back to the pool
+            # Translated as requests' own body reading does, so dlt's retry sees them.
+            if isinstance(exc, ProtocolError):
+                raise ChunkedEncodingError(exc) from exc
+            if isinstance(exc, DecodeError):
+                raise ContentDecodingError(exc) from exc
+            if isinstance(exc, ReadTimeoutError):
+                raise RequestsConnectionError(exc) from exc
+            raise
+        raw.release_conn()
         body = b"".join(chunks)
         response._content = body
         response._content_consumed = True
