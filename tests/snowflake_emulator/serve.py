@@ -1,6 +1,6 @@
 """Serve fakesnow's Snowflake REST emulation over HTTP, for a real, unpatched connector.
 
-    python serve.py DB_DIR [--port PORT]
+    python serve.py DB_DIR [--port PORT] [--public-key PEM]
 
 Prints one JSON line once the server listens: host, port, and the `env` a client adds to
 reach it (dlt's DESTINATION__SNOWFLAKE__CREDENTIALS__QUERY: connector host/port/protocol);
@@ -15,9 +15,14 @@ client that production uses, snowflake-connector-python 5.x (a Rust core):
   * multi-statement requests (dlt sends every query with MULTI_STATEMENT_COUNT=0 and batches
     DDL as `stmt; stmt; ...`): run one by one, answered the way Snowflake does, with the
     children's query ids in `resultIds`, each fetched by GET /queries/{id}/result;
-  * the shim's SQL rewrites (shim.py) also before the server parses a statement's type;
+  * a PUT's stage info complete (region, ...) and GCS object semantics for the upload
+    (HEAD before PUT, create-only PUT, X-Goog-SignedHeaders covering the headers it sends);
+  * the shim's SQL rewrites (shim.py) also before the server parses a statement's type, and
+    its JSON COPY by column name (dlt's state table goes up as JSON);
   * a shared database in DB_DIR for every session, so one process's load is the next
-    process's state, as on an account.
+    process's state, as on an account;
+  * with --public-key, only key-pair logins whose JWT that key verifies (as the account's
+    RSA_PUBLIC_KEY would): a wrong key or passphrase fails the login as on Snowflake.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import socket
 import sys
 import tempfile
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -82,8 +88,10 @@ SNOWFLAKE = Dialect.get_or_raise("snowflake")
 
 # x-goog-meta-* headers of files in the stage bucket, by path, returned by HEAD.
 bucket_metadata: dict[str, dict[str, str]] = {}
-# Results of multi-statement children, by query id, until the client fetches them.
-child_results: dict[str, dict[str, Any]] = {}
+# Results of multi-statement children, by query id, until the client fetches them; dlt only
+# reads the first, so the oldest are dropped beyond a bound.
+child_results: OrderedDict[str, dict[str, Any]] = OrderedDict()
+MAX_CHILD_RESULTS = 10_000
 # fakesnow.server, imported by load_fakesnow() once the temp dir points into DB_DIR.
 fakesnow_server: ModuleType
 
@@ -207,6 +215,8 @@ async def query(request: Request) -> Response:
         query_id = result["data"]["queryId"]
         child_results[query_id] = result
         ids.append(query_id)
+        while len(child_results) > MAX_CHILD_RESULTS:
+            child_results.popitem(last=False)
     parent = dict(child_results[ids[-1]]["data"])
     parent.update(
         queryId=f"{ids[0]}-parent",
@@ -236,7 +246,11 @@ async def bucket_object(request: Request) -> Response:
     """GCS object semantics for the stage bucket: HEAD tells whether a file is there (with
     its metadata), PUT with `x-goog-if-generation-match: 0` creates only (412 if present)."""
     path = request.path_params["path"]
-    exists = (Path(stage_root()) / path).is_file()
+    root = Path(fakesnow_server.stage.LOCAL_BUCKET_PATH).resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root):
+        return Response(status_code=400)
+    exists = target.is_file()
     if request.method == "HEAD":
         return Response(status_code=200 if exists else 404, headers=bucket_metadata.get(path))
     if exists and request.headers.get("x-goog-if-generation-match") == "0":
@@ -247,12 +261,6 @@ async def bucket_object(request: Request) -> Response:
             k: v for k, v in request.headers.items() if k.lower().startswith("x-goog-meta-")
         }
     return response
-
-
-def stage_root() -> str:
-    from fakesnow.transforms import stage
-
-    return stage.LOCAL_BUCKET_PATH
 
 
 async def telemetry(_: Request) -> Response:
@@ -318,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.public_key:
         global public_key
         public_key = args.public_key.read_text()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     db_dir = args.db_dir.resolve()
     db_dir.mkdir(parents=True, exist_ok=True)
 
@@ -337,9 +348,6 @@ def main(argv: list[str] | None = None) -> int:
         print("error: fakesnow server did not start", file=sys.stderr)
         return 1
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     info = {
         "host": host,
         "port": port,

@@ -12,7 +12,6 @@ import re
 import threading
 from typing import Any
 
-import dlt
 import fakesnow.conn
 import fakesnow.copy_into
 import fakesnow.cursor
@@ -40,9 +39,12 @@ def _patch_connect_schema() -> None:
 
 
 def _patch_destination_capabilities() -> None:
-    # fakesnow runs one statement per execute(): tell dlt not to batch statements. Its JSON
-    # COPY ignores MATCH_BY_COLUMN_NAME, so dlt's own state table goes as parquet too (the
-    # pipeline's tables already do).
+    # In process, fakesnow runs one statement per execute(): tell dlt not to batch statements.
+    # dlt's own state table goes as parquet too, as this lane was first proven (JSON by column
+    # name now works as well: _patch_json_match_by_column_name, which the server relies on).
+    # dlt is imported here: the server (serve.py) needs no dlt.
+    import dlt
+
     original = dlt.destinations.snowflake
 
     def snowflake(*args: Any, **kwargs: Any) -> Any:
