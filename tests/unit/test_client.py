@@ -1,14 +1,27 @@
+import socket
+import time
+from collections.abc import Iterator
+
 import pytest
 import responses
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ProtocolError
 
 from chess_com.client import (
+    UNREACHABLE_AFTER,
     ChessComClient,
     ChessComError,
     ConfigurationError,
+    DeadlineReached,
+    MonthNotFound,
     PlayerGone,
     PlayerNotFound,
+    RequestTooSlow,
+    Unreachable,
+    connect_failure,
     user_agent,
 )
+from tests.fake_chesscom import FakeChessCom, World
 
 BASE = "https://api.example.test/pub"
 PROFILE = f"{BASE}/player/hikaru"
@@ -139,3 +152,126 @@ def test_json_that_is_not_an_object_names_url(client: ChessComClient) -> None:
     responses.get(PROFILE, json=["not", "an", "object"])
     with pytest.raises(ChessComError, match=f"unexpected JSON from {PROFILE}: list"):
         client.profile("hikaru")
+
+
+# -- answers that cannot be right, bounded time, unreachable hosts (issue 10) ----------
+@responses.activate
+def test_304_to_an_unconditional_request_is_an_error(client: ChessComClient) -> None:
+    url = f"{BASE}/player/hikaru/games/2024/05"
+    responses.get(url, status=304)
+    with pytest.raises(ChessComError, match=f"304 Not Modified from {url} to a request without"):
+        client.games("hikaru", "2024/05")
+    assert client.games("hikaru", "2024/05", etag='W/"a"').not_modified
+
+
+@responses.activate
+def test_404_on_a_month_is_month_not_found_not_player_not_found(client: ChessComClient) -> None:
+    url = f"{BASE}/player/hikaru/games/2024/05"
+    responses.get(url, status=404, json={"code": 0, "message": "Date is invalid."})
+    with pytest.raises(MonthNotFound, match=f"404 Not Found: {url}") as missing:
+        client.games("hikaru", "2024/05")
+    assert not isinstance(missing.value, PlayerNotFound)
+
+
+@responses.activate
+def test_credentials_in_base_url_are_masked_in_every_message() -> None:
+    secret_base = "https://ops:pa55word@api.example.test/pub"
+    client = ChessComClient(secret_base, "ops@example.com", retry=FAST_RETRY)
+    responses.get(f"{secret_base}/player/hikaru", status=503)
+    responses.get(f"{secret_base}/player/hikaru/stats", body="{not json")
+    for call in (client.profile, client.stats_of):
+        with pytest.raises(ChessComError) as error:
+            call("hikaru")
+        assert "pa55word" not in str(error.value) and "pa55word" not in error.value.url
+        assert "https://***@api.example.test/pub/player/hikaru" in str(error.value)
+    with pytest.raises(ConfigurationError) as bad:
+        ChessComClient("ftp://ops:pa55word@x/pub")
+    assert "pa55word" not in str(bad.value)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeChessCom]:
+    world = World(seed=5)
+    world.populate(["hikaru"], months=1, games_per_month=2)
+    with FakeChessCom(world) as api:
+        yield api
+
+
+def test_a_trickled_answer_is_cut_at_the_request_deadline(fake_api: FakeChessCom) -> None:
+    rule = fake_api.override("/pub/player/hikaru", body=b"{}" * 50, trickle_bps=10)
+    client = ChessComClient(
+        fake_api.base_url, "ops@example.com", request_deadline_s=0.5, retry=FAST_RETRY
+    )
+    with pytest.raises(RequestTooSlow, match=r"/player/hikaru took longer than 0.5 s"):
+        client.profile("hikaru")
+    assert rule.served == 1  # cut, not retried
+    # The connection was not reused half-read: the next request gets a clean answer.
+    assert client.stats_of("hikaru").status == 200
+
+
+def test_the_run_deadline_cuts_a_request_then_starts_none(fake_api: FakeChessCom) -> None:
+    fake_api.override("/pub/player/hikaru", body=b"{}" * 50, trickle_bps=10)
+    client = ChessComClient(
+        fake_api.base_url,
+        "ops@example.com",
+        run_deadline=time.monotonic() + 0.5,
+        retry=FAST_RETRY,
+    )
+    with pytest.raises(DeadlineReached, match="left for the next run"):
+        client.profile("hikaru")
+    assert client.deadline_passed()
+    fake_api.stats.reset()
+    with pytest.raises(DeadlineReached):
+        client.stats_of("hikaru")
+    assert fake_api.stats.paths() == []  # nothing requested past the deadline
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_refused_connections_give_up_the_host_after_a_few_attempts() -> None:
+    base = f"http://127.0.0.1:{closed_port()}/pub"
+    retry = {"request_max_attempts": 10, "request_backoff_factor": 0.01}
+    client = ChessComClient(base, "ops@example.com", retry=retry)
+    with pytest.raises(Unreachable, match=r"127\.0\.0\.1 is unreachable: connection refused"):
+        client.profile("hikaru")
+    assert client.stats.attempts == UNREACHABLE_AFTER  # not 10: the host was given up
+    assert client.stats.errors == {"ConnectionError": UNREACHABLE_AFTER}
+    assert client.stats.total == 0
+    with pytest.raises(Unreachable, match="no further requests this run"):
+        client.archives("hikaru")
+    assert client.stats.attempts == UNREACHABLE_AFTER  # failed without a request
+
+
+def test_an_answer_resets_the_count_of_failed_connections(fake_api: FakeChessCom) -> None:
+    client = ChessComClient(fake_api.base_url, "ops@example.com", retry=FAST_RETRY)
+    refused = RequestsConnectionError(
+        MaxRetryError(None, "/", NewConnectionError(None, "[Errno 111] Connection refused"))
+    )
+    for _ in range(UNREACHABLE_AFTER - 1):
+        assert client._retry_error(None, refused)  # retried
+    client.profile("hikaru")
+    assert client._retry_error(None, refused) and client.unreachable is None
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        (NewConnectionError(None, "[Errno 111] Connection refused"), "connection refused"),
+        (NameResolutionError("nohost.invalid", None, OSError("nope")), "does not resolve"),
+        (ProtocolError("Connection aborted.", OSError("reset")), None),
+    ],
+)
+def test_connect_failures_are_told_from_broken_answers(reason: Exception, expected: str) -> None:
+    exc = RequestsConnectionError(MaxRetryError(None, "/", reason))
+    found = connect_failure(exc)
+    assert (found is None) if expected is None else (expected in found)
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "5"])
+def test_request_deadline_must_be_positive_seconds(bad: object) -> None:
+    with pytest.raises(ConfigurationError, match="SOURCES__CHESS__REQUEST_DEADLINE_S"):
+        ChessComClient(BASE, "ops@example.com", request_deadline_s=bad)  # type: ignore[arg-type]

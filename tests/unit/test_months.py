@@ -96,3 +96,26 @@ def test_rollover_refetches_last_month_once_then_skips() -> None:
     later = datetime(2024, 3, 3, tzinfo=UTC)
     plans = {p.month.path: p for p in plan_months([feb], done, None, m("2024/03"), later)}
     assert not plans["2024/02"].fetch
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://api.chess.com/pub/player/x/games/2024/13", "no such month"),
+        ("https://api.chess.com/pub/player/x/games/2024/00", "no such month"),
+        ("https://api.chess.com/pub/player/x/games/1999/05", "no such month"),
+        ("https://api.chess.com/pub/player/x/games/2024/04", "after 2024/03"),
+        (None, "not a monthly archive URL: None"),
+        (2024, "not a monthly archive URL: 2024"),
+    ],
+)
+def test_archive_url_must_name_a_real_month_up_to_the_latest(url: object, problem: str) -> None:
+    with pytest.raises(InvalidMonthError, match=problem):
+        Month.from_archive_url(url, latest=m("2024/03"))
+
+
+def test_plan_tells_listed_months_from_the_current_month_planned_anyway() -> None:
+    plans = {p.month.path: p for p in plan_months([m("2024/02")], {}, None, m("2024/03"), NOW)}
+    assert plans["2024/02"].listed and not plans["2024/03"].listed
+    listed_now = plan_months([m("2024/03")], {}, None, m("2024/03"), NOW)
+    assert [p.listed for p in listed_now] == [True]
