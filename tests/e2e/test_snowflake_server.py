@@ -29,7 +29,7 @@ import pytest
 
 from tests.conftest import ROOT, SCRIPT
 from tests.e2e.conftest import Pipeline
-from tests.fake_chesscom import FakeChessCom, World
+from tests.fake_chesscom import FakeChessCom, World, recent_months
 
 pytestmark = pytest.mark.e2e
 
@@ -279,6 +279,15 @@ def test_script_loads_over_http_and_a_fresh_run_resumes_from_the_account(
     assert sorted(again) == sorted(loaded)
     loads = warehouse.query("select status from chess._dlt_loads", key)
     assert loads == [{"status": 0}, {"status": 0}]
+
+    # New games in the current month: merged on uuid (dlt's delete-insert from the staging
+    # dataset, a multi-statement transaction), nothing duplicated.
+    current = recent_months(1)[0]
+    new = {g["uuid"] for g in world.add_games("Alice", current, 3, opponent="Bob_B")}
+    third = warehouse.run(key, "dlt-second")
+    assert third.returncode == 0, third.stdout + third.stderr + server.stop()
+    merged = [r["uuid"] for r in warehouse.query("select uuid from chess.players_games", key)]
+    assert sorted(merged) == sorted({*loaded, *new})
 
 
 def test_a_key_the_account_does_not_know_is_refused(
