@@ -42,6 +42,7 @@ LANE_PYTHON = Path(
     os.environ.get("FAKESNOW_SERVER_PYTHON") or ROOT / ".venv-snowflake" / "bin" / "python"
 )
 PASSPHRASE = "emulator-passphrase"
+EXECUTION_ID = "4Hq9ZsVbT2mLx7Kd"
 QUERY_SCRIPT = """
 import json, sys
 from datetime import date, datetime
@@ -154,7 +155,12 @@ def server(tmp_path: Path, key_pair: dict[str, str]) -> Iterator[EmulatorServer]
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            env={
+                **os.environ,
+                "PYTHONWARNINGS": "ignore",
+                # shim.py logs each session QUERY_TAG here: what QUERY_HISTORY would show.
+                "FAKESNOW_QUERY_TAG_LOG": str(db_dir / "query_tags.log"),
+            },
         )
     deadline = time.monotonic() + 60
     line = ""
@@ -184,7 +190,9 @@ class Warehouse:
         self.server = server
         self.pipeline = pipeline
 
-    def run(self, private_key: str, data_dir: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, private_key: str, data_dir: str, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
         env = self.pipeline.env(
             DLT_DATA_DIR=str(self.pipeline.workdir / data_dir),
             DESTINATION__SNOWFLAKE__CREDENTIALS__DATABASE="ANALYTICS",
@@ -196,6 +204,7 @@ class Warehouse:
             DESTINATION__SNOWFLAKE__CREDENTIALS__ROLE="CHESS_LOADER",
             PYTHONWARNINGS="ignore",
             **self.server.env,  # the only thing the twin adds: where the account is
+            **extra,
         )
         return subprocess.run(
             [str(self.python), str(SCRIPT), "--destination", "snowflake"],
@@ -248,7 +257,7 @@ def test_script_loads_over_http_and_a_fresh_run_resumes_from_the_account(
     key_pair: dict[str, str],
 ) -> None:
     key = key_pair["private"]
-    first = warehouse.run(key, "dlt-first")
+    first = warehouse.run(key, "dlt-first", KESTRA_EXECUTION_ID=EXECUTION_ID)
     # Exit 0 also means the views after the load were created (the script fails otherwise).
     assert first.returncode == 0, first.stdout + first.stderr + server.stop()
     assert "Loaded into snowflake dataset 'chess'" in first.stdout
@@ -265,6 +274,10 @@ def test_script_loads_over_http_and_a_fresh_run_resumes_from_the_account(
     }
     assert columns["END_TIME"] == "TIMESTAMP_TZ"
     assert columns["RATED"] == "BOOLEAN"
+    # The session query tags reached the account: a DBA finds the loads by Kestra execution.
+    tags = [json.loads(t) for t in (server.db_dir / "query_tags.log").read_text().splitlines()]
+    assert tags and all(t["kestra_execution_id"] == EXECUTION_ID for t in tags)
+    assert {"players_games", "players_archives"} <= {t["table"] for t in tags}
     # The files went up by HTTP PUT into the server's stage, under its db dir, not /tmp.
     staged = list((server.db_dir / "tmp").glob("fakesnow_bucket_*/ANALYTICS/*/*/*/*.parquet"))
     assert {p.parts[-3] for p in staged} >= {"%PLAYERS_GAMES", "%PLAYERS_PROFILES"}
