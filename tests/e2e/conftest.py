@@ -83,11 +83,13 @@ class Pipeline:
         )
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
+    def popen(
+        self, *args: str, cwd: Path | None = None, **env: str | None
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
             self.command(*args),
-            cwd=self.workdir,
-            env=self.env(),
+            cwd=cwd or self.workdir,
+            env=self.env(**env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

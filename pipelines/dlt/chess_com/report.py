@@ -63,6 +63,8 @@ class RunReport:
     unavailable: set[str] = field(default_factory=set)
     # Months left for a further load by the games budget of this one (see Backfill).
     backfill: Backfill = field(default_factory=Backfill)
+    # The runner aborted a load: what was fetched for it is not committed (fetched again).
+    aborted_load: bool = False
     # Players recorded gone (410) by an earlier run -> that day: not requested, not failed.
     gone_players: dict[str, str] = field(default_factory=dict)
     # What an operator should know that did not fail the run (known-gone players, ...).
@@ -92,6 +94,9 @@ class RunReport:
     def failed(self) -> bool:
         return bool(self.failures)
 
+    def load_aborted(self) -> None:
+        self.aborted_load = True
+
     def headline(self) -> str | None:
         if self.unreachable:
             return f"Nothing fetched: {self.unreachable}"
@@ -103,8 +108,10 @@ class RunReport:
         left = self.deferred_months
         gone = sorted(self.gone_players)
         gone = [f"players gone (410, not requested): {', '.join(gone)}"] if gone else []
+        loaded = "players loaded" if not self.aborted_load else "players fetched, NOT committed"
+        games = "games loaded" if not self.aborted_load else "games fetched, NOT committed"
         return [
-            f"players loaded: {len(self.loaded_players)} ({', '.join(self.loaded_players) or '-'})",
+            f"{loaded}: {len(self.loaded_players)} ({', '.join(self.loaded_players) or '-'})",
             f"players failed: {len(self.failures)}",
             *(f"  - {p}: {'; '.join(reasons)}" for p, reasons in self.failures.items()),
             *gone,
@@ -112,7 +119,7 @@ class RunReport:
             f"months: {months['downloaded']} downloaded, {months['not_modified']} not modified, "
             f"{months['skipped']} skipped (final), {months['missing']} missing, "
             f"{months['failed']} failed" + (f", {left} left for the next run" if left else ""),
-            f"games loaded: {self.games}"
+            f"{games}: {self.games}"
             + (
                 f" ({self.duplicate_games} also in another tracked player's archive)"
                 if self.duplicate_games
@@ -141,7 +148,8 @@ class RunReport:
     def as_dict(self) -> dict[str, Any]:
         """Machine-readable summary (the script's --summary-json, Kestra outputs)."""
         return {
-            "players_loaded": self.loaded_players,
+            "players_loaded": [] if self.aborted_load else self.loaded_players,
+            "load_aborted": self.aborted_load,
             "players_failed": {p: "; ".join(r) for p, r in self.failures.items()},
             "months": dict(self.months),
             "months_left": self.deferred_months,

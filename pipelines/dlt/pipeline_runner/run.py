@@ -253,6 +253,9 @@ class _Runner:
         logger.error(failure.describe())
         if failure.step in ("normalize", "load") or failure.aborted:
             self.summary.load_failures.append(failure)
+            aborted = getattr(self.report, "load_aborted", None)
+            if callable(aborted):
+                aborted()
         else:
             self.summary.errors.append(failure.describe())
         return False

@@ -57,6 +57,11 @@ class SourceReport(Protocol):
         source left work for a further load of this run (and the last load made progress)."""
         ...
 
+    def load_aborted(self) -> None:
+        """Told when the runner aborted a load: what the report counted while extracting
+        that load was not committed (and is fetched again next run)."""
+        ...
+
 
 @dataclass
 class LoadFailure:
@@ -138,13 +143,17 @@ class RunSummary:
     def headline(self, report: SourceReport | None) -> str:
         own = _call(report, "headline", None)
         if self.load_failures:
-            return f"Load into {self.target} FAILED (see below); earlier loads are committed"
+            return (
+                f"Load into {self.target} FAILED (see the error below); "
+                f"{self.loads} load(s) of this run committed"
+            )
         if own:
             return f"{own} ({self.target})"
         return f"Loaded into {self.target}"
 
     def lines(self, report: SourceReport | None) -> list[str]:
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.step_seconds.items())
+        steps = f" ({steps})" if steps else ""
         return [
             self.headline(report),
             *_call(report, "summary_lines", []),
@@ -152,7 +161,7 @@ class RunSummary:
             "rows per table:",
             *(f"  {table}: {n}" for table, n in sorted(self.rows.items())),
             *([] if self.rows else ["  (nothing new)"]),
-            f"elapsed: {self.elapsed:.1f} s ({steps})",
+            f"elapsed: {self.elapsed:.1f} s{steps}",
             f"working directory: {self.working_dir}",
             *(f"note: {note}" for note in self.notes),
             *(f"error: {f.describe()}" for f in self.load_failures),
