@@ -1,0 +1,309 @@
+"""pipeline_runner: the plumbing every pipeline script shares (and a toy second pipeline)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import pytest
+
+from chess_com.report import Backfill, RunReport
+from pipeline_runner import (
+    EXIT_BUSY,
+    EXIT_OK,
+    EXIT_USAGE,
+    PipelineArguments,
+    UsageError,
+    parse_bool,
+    query_tag,
+    redact,
+    redact_url,
+    run_pipeline,
+)
+from pipeline_runner.settings import check_writable, resolve_switches
+from pipeline_runner.summary import LoadFailure, RunSummary, essence
+from pipeline_runner.workdir import PipelineBusy, RunLock, pipelines_dir
+
+# -- redaction -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://user:pw@host/pub/x", "https://***@host/pub/x"),
+        ("HTTP 500 from http://u:p@127.0.0.1:8/pub", "HTTP 500 from http://***@127.0.0.1:8/pub"),
+        # A password with "@" in it is masked whole.
+        ("https://u:p@ss@h.example/a", "https://***@h.example/a"),
+        ("https://token@h/p", "https://***@h/p"),
+        ("https://h/p?token=abc&page=2", "https://h/p?token=***&page=2"),
+        ("https://h/p?api_key=abc;sig=def", "https://h/p?api_key=***;sig=***"),
+        # Nothing to hide: unchanged, including an "@" in a path.
+        ("https://www.chess.com/member/a@b", "https://www.chess.com/member/a@b"),
+        ("no url here", "no url here"),
+    ],
+)
+def test_redact_url(text: str, expected: str) -> None:
+    assert redact_url(text) == expected
+
+
+def test_redact_walks_nested_values_keys_included() -> None:
+    value = {"a": ["https://u:s@h/x", ("https://t@h/",)], "https://k:s@h/": 1, "n": 2}
+    assert redact(value) == {
+        "a": ["https://***@h/x", ("https://***@h/",)],
+        "https://***@h/": 1,
+        "n": 2,
+    }
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "1", "yes", "on", " True "])
+def test_parse_bool_true(value: str) -> None:
+    assert parse_bool(value, "X_FLAG") is True
+
+
+@pytest.mark.parametrize("value", ["false", "0", "no", "off", None])
+def test_parse_bool_false(value: str | None) -> None:
+    assert parse_bool(value, "X_FLAG") is False
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "tru", "yes please"])
+def test_parse_bool_rejects_anything_else_naming_the_setting(value: str) -> None:
+    with pytest.raises(UsageError, match=f"invalid CHESS_FULL_REFRESH '{value}'"):
+        parse_bool(value, "CHESS_FULL_REFRESH")
+
+
+def parse(argv: list[str], **env: str) -> argparse.Namespace:
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("TOY_TOP_N", "TOY_FULL_REFRESH"):
+            mp.delenv(key, raising=False)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        arguments = PipelineArguments(argparse.ArgumentParser(), "TOY")
+        arguments.option("--top-n", "players per board", type=int, default=10)
+        arguments.switch("--full-refresh", "reload")
+        namespace = arguments.parser.parse_args(argv)
+        resolve_switches(arguments, namespace)
+    return namespace
+
+
+def test_options_default_to_prefixed_env_and_flags_win() -> None:
+    assert parse([]).top_n == 10
+    assert parse([], TOY_TOP_N="3").top_n == 3
+    assert parse([], TOY_TOP_N="").top_n == 10  # Kestra passes "" for an empty input
+    assert parse(["--top-n", "5"], TOY_TOP_N="3").top_n == 5
+    assert parse([]).full_refresh is False
+    assert parse([], TOY_FULL_REFRESH="true").full_refresh is True
+    assert parse(["--full-refresh"], TOY_FULL_REFRESH="false").full_refresh is True
+    with pytest.raises(UsageError, match="TOY_FULL_REFRESH 'maybe'"):
+        parse([], TOY_FULL_REFRESH="maybe")
+
+
+def test_check_writable_names_the_setting_and_the_missing_directory(tmp_path: Path) -> None:
+    check_writable(tmp_path / "s.json", "--summary-json")
+    with pytest.raises(UsageError, match=r"--summary-json .*missing.* does not exist"):
+        check_writable(tmp_path / "missing" / "s.json", "--summary-json")
+    with pytest.raises(UsageError, match="is a directory"):
+        check_writable(tmp_path, "--summary-json")
+
+
+# -- destination ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("execution_id", [None, "4mNxVdO2rsZ1Sv4y"])
+def test_query_tag_is_json_once_dlt_fills_its_placeholders(execution_id: str | None) -> None:
+    template = query_tag("chess_com", execution_id)
+    # dlt formats the template with these keys (TQueryTags) for every operation.
+    tag = template.format(
+        table="players_games", load_id="1795939024.03", source="chess", resource="r",
+        pipeline_name="chess_com",
+    )  # fmt: skip
+    parsed = json.loads(tag)
+    assert parsed["pipeline"] == "chess_com" and parsed["table"] == "players_games"
+    assert parsed["load_id"] == "1795939024.03"
+    assert parsed.get("kestra_execution_id") == execution_id
+    assert "'" not in tag  # it is embedded in ALTER SESSION SET QUERY_TAG = '...'
+
+
+def test_query_tag_names_each_pipeline() -> None:
+    tag = json.loads(query_tag("chess_leaderboards", None).format(table="t", load_id="1"))
+    assert tag["pipeline"] == "chess_leaderboards"
+
+
+# -- working directory and lock --------------------------------------------------------------
+
+
+def test_pipelines_dir_is_under_the_current_directory_unless_dlt_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DLT_DATA_DIR", raising=False)
+    assert pipelines_dir() == tmp_path / ".dlt-data" / "pipelines"
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert pipelines_dir() == tmp_path / "elsewhere" / "pipelines"
+
+
+def test_lock_refuses_a_second_holder_naming_the_first(tmp_path: Path) -> None:
+    with RunLock(tmp_path, "toy"):
+        with pytest.raises(PipelineBusy) as busy:
+            RunLock(tmp_path, "toy").acquire()
+        message = str(busy.value)
+        assert f"pid {os.getpid()} on host {socket.gethostname()}, started 20" in message
+        assert str(tmp_path / "toy.lock") in message
+        RunLock(tmp_path, "other").acquire()  # another pipeline is independent
+    with RunLock(tmp_path, "toy"):  # released on exit
+        pass
+
+
+# -- summary -----------------------------------------------------------------------------------
+
+
+def test_essence_keeps_the_exception_line_of_a_traceback_redacted() -> None:
+    message = (
+        "Traceback (most recent call last):\n  File 'x.py', line 1\n"
+        "_duckdb.OutOfMemoryException: Out of Memory Error: could not allocate\n\n"
+        "The above exception was the direct cause of the following exception:\n"
+        "dlt.destinations.exceptions.DatabaseTransientException: Out of Memory Error at "
+        "https://u:pw@h/x\n\nPossible solutions:\n* Reducing the number of threads\n"
+    )
+    assert essence(message) == (
+        "dlt.destinations.exceptions.DatabaseTransientException: Out of Memory Error at "
+        "https://***@h/x"
+    )
+    assert essence("plain\nsecond") == "plain"
+
+
+def test_summary_names_an_aborted_load_and_redacts_everything() -> None:
+    summary = RunSummary(pipeline="toy", target="duckdb dataset 'toy'", working_dir="/w/toy")
+    summary.load_failures.append(
+        LoadFailure(
+            step="load",
+            message="OOM reading https://u:secret@h/x",
+            load_id="1795.1",
+            table="games",
+            job="games.abc.sql",
+            aborted=True,
+        )
+    )
+    report = RunReport(players=["alice"])
+    report.load_aborted()
+    text = summary.text(report)
+    assert text.splitlines()[0].startswith("Load into duckdb dataset 'toy' FAILED")
+    assert "load failed at table games (job games.abc.sql, package 1795.1)" in text
+    assert "the package was aborted" in text
+    assert "players fetched, NOT committed: 1 (alice)" in text
+    assert "secret" not in text and "https://***@h/x" in text
+    data = summary.as_dict(report)
+    assert data["ok"] is False and data["players_loaded"] == []
+    assert data["load_failures"][0]["table"] == "games"
+    assert "secret" not in json.dumps(data)
+
+
+# -- the backfill contract ---------------------------------------------------------------------
+
+
+def test_backfill_contract() -> None:
+    backfill = Backfill()
+    backfill.begin()
+    assert not backfill.another_load()  # nothing left
+    backfill.advance()
+    backfill.leave(3)
+    assert backfill.another_load()
+    backfill.begin()  # next load: counters start again
+    backfill.leave(3)
+    assert not backfill.another_load(), "a load that advanced nothing must end the run"
+    backfill.advance()
+    backfill.halt()
+    assert not backfill.another_load(), "halted (e.g. deadline): no further load"
+    report = RunReport()
+    report.backfill.advance()
+    report.backfill.leave(2)
+    assert report.another_load() and report.deferred_months == 2
+    assert report.as_dict()["months_left"] == 2
+
+
+# -- a second pipeline: source + one call --------------------------------------------------------
+
+
+@dlt.source(name="toy", section="toy")
+def toy(count: int = dlt.config.value) -> Any:
+    @dlt.resource(name="numbers", write_disposition="merge", primary_key="n")
+    def numbers() -> Iterator[dict[str, int]]:
+        yield from ({"n": n, "square": n * n} for n in range(count))
+
+    return numbers
+
+
+@pytest.fixture
+def toy_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith(("TOY_", "SOURCES__", "DESTINATION__", "KESTRA_", "DLT_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt-data"))
+    monkeypatch.setenv("DLT_PROJECT_DIR", str(tmp_path))  # no project config
+    return tmp_path
+
+
+def run_toy(*argv: str) -> int:
+    def add_arguments(args: PipelineArguments) -> None:
+        args.option("--count", "how many numbers", type=int)
+
+    def build_source(args: argparse.Namespace) -> Any:
+        return toy(**({"count": args.count} if args.count is not None else {}))
+
+    return run_pipeline(
+        name="toy_numbers",
+        env_prefix="TOY",
+        dataset="toy",
+        build_source=build_source,
+        add_arguments=add_arguments,
+        argv=["--destination", "duckdb", *argv],
+    )
+
+
+def test_a_second_pipeline_is_its_source_and_one_call(
+    toy_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_DATASET", "numbers_ds")
+    summary = toy_dir / "s.json"
+    assert run_toy("--count", "5", "--summary-json", str(summary)) == EXIT_OK
+    out = capsys.readouterr().out
+    assert f"Loaded into duckdb dataset 'numbers_ds' ({toy_dir / 'toy_numbers.duckdb'})" in out
+    assert "  numbers: 5" in out
+    assert f"working directory: {toy_dir / 'dlt-data' / 'pipelines' / 'toy_numbers'}" in out
+    with duckdb.connect(str(toy_dir / "toy_numbers.duckdb"), read_only=True) as con:
+        rows = con.execute("select n, square from numbers_ds.numbers order by n").fetchall()
+    assert rows == [(n, n * n) for n in range(5)]
+    data = json.loads(summary.read_text())
+    assert data["pipeline"] == "toy_numbers" and data["rows"] == {"numbers": 5}
+
+
+def test_second_pipeline_config_errors_name_its_own_settings(
+    toy_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_toy() == EXIT_USAGE  # `count` has no default
+    err = capsys.readouterr().err
+    assert "missing setting(s): count" in err and "--count" in err
+    assert "SOURCES__TOY__COUNT" in err
+    monkeypatch.setenv("SOURCES__TOY__COUNT", "many")
+    assert run_toy() == EXIT_USAGE
+    assert "invalid SOURCES__TOY__COUNT 'many': expected int" in capsys.readouterr().err
+    assert not (toy_dir / "toy_numbers.duckdb").exists()
+
+
+def test_second_pipeline_refuses_to_run_while_its_lock_is_held(
+    toy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with RunLock(toy_dir / "dlt-data" / "pipelines", "toy_numbers"):
+        assert run_toy("--count", "1") == EXIT_BUSY
+    assert "another run of pipeline 'toy_numbers' is in progress" in capsys.readouterr().err
+    assert not (toy_dir / "toy_numbers.duckdb").exists()
