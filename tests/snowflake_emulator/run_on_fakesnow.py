@@ -13,9 +13,16 @@ from __future__ import annotations
 import json
 import runpy
 import sys
+import tempfile
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+
+# fakesnow makes a fakesnow_bucket_* directory in the temp dir when imported and never
+# removes it (fakesnow/transforms/stage.py): keep it in DB_DIR, which the tests delete.
+if len(sys.argv) > 1:
+    (Path(sys.argv[1]) / "tmp").mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(Path(sys.argv[1]) / "tmp")
 
 import fakesnow
 import snowflake.connector
