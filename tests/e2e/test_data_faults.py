@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from tests.e2e.conftest import PLAYERS, Pipeline, Run
@@ -44,8 +45,18 @@ def served_games(
     return uuids | {g["uuid"] for g in extra}
 
 
+def loaded_games(pipeline: Pipeline) -> list[str]:
+    """Uuids in the games table; none when a failed run left no database or table."""
+    if not pipeline.db_path.exists():
+        return []
+    try:
+        return pipeline.game_uuids()
+    except duckdb.CatalogException:
+        return []
+
+
 def assert_loaded_exactly(pipeline: Pipeline, expected: set[str]) -> None:
-    uuids = pipeline.game_uuids()
+    uuids = loaded_games(pipeline)
     assert len(uuids) == len(set(uuids)), "duplicate games"
     missing, unexpected = expected - set(uuids), set(uuids) - expected
     assert not missing and not unexpected, (len(missing), len(unexpected))
@@ -141,11 +152,6 @@ def test_malformed_month_fails_only_that_month_and_is_fetched_again(
 
     run = pipeline.run()
     assert run.returncode == 1, run.output
-    # The failure names the player, the month, the URL and what is wrong.
-    url = f"{api.base_url}/player/carol-c/games/{FINISHED}"
-    failure = next(line for line in run.stdout.splitlines() if line.startswith("  - carol-c:"))
-    assert f"{FINISHED}:" in failure and url in failure and problem in failure, failure
-    assert "players loaded: 2 (alice, bob_b)" in run.stdout
     games = document["games"]
     # A month whose `games` is not a list loads nothing; otherwise all but game 4 load.
     valid = [g for i, g in enumerate(games) if i != 3] if isinstance(games, list) else []
@@ -154,6 +160,12 @@ def test_malformed_month_fails_only_that_month_and_is_fetched_again(
     )
     # Not done, not final: the month is asked for again, in full.
     assert archive_status(pipeline, "carol-c", FINISHED) == [("failed", False)]
+    # The failure names the player, the month, the URL and what is wrong.
+    url = f"{api.base_url}/player/carol-c/games/{FINISHED}"
+    failure = [line for line in run.stdout.splitlines() if line.startswith("  - carol-c:")]
+    assert len(failure) == 1, run.output
+    assert f"{FINISHED}:" in failure[0] and url in failure[0] and problem in failure[0], failure
+    assert "players loaded: 2 (alice, bob_b)" in run.stdout
 
     api.stats.reset()
     clean_rerun(pipeline, api, world)
@@ -169,15 +181,15 @@ def test_profile_with_bad_last_online_fails_that_profile_only(
 
     run = pipeline.run()
     assert run.returncode == 1, run.output
-    assert (
-        f"bob_b: invalid profile: last_online: Input should be a valid integer, unable to "
-        f"parse string as an integer (got 'recently') from {api.base_url}/player/bob_b"
-    ) in run.stdout
+    assert_loaded_exactly(pipeline, served_games(world))  # bob_b's games are fine
     assert pipeline.query("select username from chess.players_profiles order by 1") == [
         ("alice",),
         ("carol-c",),
     ]
-    assert_loaded_exactly(pipeline, served_games(world))  # bob_b's games are fine
+    assert (
+        f"bob_b: invalid profile: last_online: Input should be a valid integer, unable to "
+        f"parse string as an integer (got 'recently') from {api.base_url}/player/bob_b"
+    ) in run.stdout
 
     rerun = clean_rerun(pipeline, api, world)
     assert "players loaded: 3" in rerun.stdout
@@ -191,12 +203,12 @@ def test_empty_object_month_is_a_failure_not_a_done_month(
     api.override(month_path("alice", FINISHED), body={})
     run = pipeline.run()
     assert run.returncode == 1, run.output
+    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}))
+    assert archive_status(pipeline, "alice", FINISHED) == [("failed", False)]
     assert (
         f"alice: {FINISHED}: invalid archive: games: Field required (got {{}}) in "
         f"{api.base_url}/player/alice/games/{FINISHED}"
     ) in run.stdout
-    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}))
-    assert archive_status(pipeline, "alice", FINISHED) == [("failed", False)]
     clean_rerun(pipeline, api, world)
 
 
@@ -207,6 +219,10 @@ def test_listed_month_answered_empty_is_not_recorded(
     run, report = run_json(pipeline)
     # Nothing the server served is lost, so the run succeeds, with a warning.
     assert run.returncode == 0, run.output
+    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}))
+    clean_rerun(pipeline, api, world)  # the month was not recorded done: its games come now
+    assert archive_status(pipeline, "alice", FINISHED) == [("downloaded", True)]
+
     warning = (
         f"alice: {FINISHED} is in the archive list but "
         f"{api.base_url}/player/alice/games/{FINISHED} has no games: not recorded"
@@ -214,10 +230,6 @@ def test_listed_month_answered_empty_is_not_recorded(
     assert warning in run.stdout
     assert any(w.startswith(warning) for w in report["warnings"])
     assert report["months"]["empty"] == 1
-    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}))
-    assert archive_status(pipeline, "alice", FINISHED) == [("empty", False)]
-    clean_rerun(pipeline, api, world)
-    assert archive_status(pipeline, "alice", FINISHED) == [("downloaded", True)]
 
 
 def test_304_to_a_request_without_validators_is_a_protocol_error(
@@ -226,12 +238,12 @@ def test_304_to_a_request_without_validators_is_a_protocol_error(
     api.override(month_path("bob_b", FINISHED), not_modified=True)
     run = pipeline.run()
     assert run.returncode == 1, run.output
+    assert_loaded_exactly(pipeline, served_games(world, without={("bob_b", FINISHED)}))
+    assert archive_status(pipeline, "bob_b", FINISHED) == [("failed", False)]
     assert (
         f"bob_b: 304 Not Modified from {api.base_url}/player/bob_b/games/{FINISHED} "
         "to a request without validators"
     ) in run.stdout
-    assert_loaded_exactly(pipeline, served_games(world, without={("bob_b", FINISHED)}))
-    assert archive_status(pipeline, "bob_b", FINISHED) == [("failed", False)]
     clean_rerun(pipeline, api, world)
 
 
@@ -242,15 +254,15 @@ def test_empty_archive_list_is_not_cached(
     api.override("/pub/player/bob_b/games/archives", body={"archives": []})
     run = pipeline.run()
     assert run.returncode == 0, run.output
-    assert (
-        f"warning: bob_b: archive list {api.base_url}/player/bob_b/games/archives is empty: "
-        "read again next run"
-    ) in run.stdout
     # Only the current month is planned without a list: the served list named no other.
     current = recent_months(1)[0]
     earlier = {("bob_b", m) for m in recent_months(4) if m != current}
     assert_loaded_exactly(pipeline, served_games(world, without=earlier))
-    clean_rerun(pipeline, api, world)
+    clean_rerun(pipeline, api, world)  # the empty list was not kept: bob_b's months come now
+    assert (
+        f"warning: bob_b: archive list {api.base_url}/player/bob_b/games/archives is empty: "
+        "read again next run"
+    ) in run.stdout
 
 
 ARCHIVE_FAULTS = {
@@ -282,13 +294,14 @@ def test_malformed_archive_list_fails_that_player_and_is_not_cached(
 
     run = pipeline.run()
     assert run.returncode == 1, run.output
-    failure = next(line for line in run.stdout.splitlines() if line.startswith("  - bob_b:"))
-    assert "invalid archive list" in failure and problem in failure, failure
-    assert f"from {api.base_url}/player/bob_b/games/archives" in failure
     # bob_b's months wait for a readable list; the others load.
     bob = {("bob_b", m) for m in recent_months(4)}
     assert_loaded_exactly(pipeline, served_games(world, without=bob))
-    clean_rerun(pipeline, api, world)
+    clean_rerun(pipeline, api, world)  # the bad list was not kept
+    failure = [line for line in run.stdout.splitlines() if line.startswith("  - bob_b:")]
+    assert len(failure) == 1, run.output
+    assert "invalid archive list" in failure[0] and problem in failure[0], failure
+    assert f"from {api.base_url}/player/bob_b/games/archives" in failure[0]
 
 
 # -- case 6: a closed account fails every run forever ----------------------------------
@@ -296,14 +309,14 @@ def test_known_gone_player_is_a_warning_unknown_player_stays_a_failure(
     pipeline: Pipeline, api: FakeChessCom, world: World
 ) -> None:
     players = ",".join([*PLAYERS, "gonzo"])
-    first, report = run_json(pipeline, SOURCES__CHESS__PLAYERS=players)
+    first, first_report = run_json(pipeline, SOURCES__CHESS__PLAYERS=players)
     assert first.returncode == 1, first.output  # the first report of a 410 fails the run
     assert "gonzo: gone (410)" in first.stdout
-    assert "gonzo" in report["players_failed"] and report["gone_players"] == {}
 
     api.stats.reset()
     second, report = run_json(pipeline, SOURCES__CHESS__PLAYERS=players)
     assert second.returncode == 0, second.output
+    assert "gonzo" in first_report["players_failed"] and first_report["gone_players"] == {}
     assert "players failed: 0" in second.stdout
     assert "warning: gonzo: account closed (410 Gone since" in second.stdout
     assert list(report["gone_players"]) == ["gonzo"] and report["players_failed"] == {}
@@ -363,25 +376,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_api_is_reported_early_and_plainly(pipeline: Pipeline, tmp_path: Path) -> None:
-    base = f"http://127.0.0.1:{free_port()}/pub"  # nothing listens there
+@pytest.mark.parametrize(
+    ("base", "reason"),
+    [
+        ("http://127.0.0.1:{port}/pub", "127.0.0.1 is unreachable: connection refused"),
+        # RFC 6761: .invalid never resolves.
+        ("http://chess-api.invalid/pub", "chess-api.invalid is unreachable: host name does not"),
+    ],
+    ids=["refused", "no-such-host"],
+)
+def test_unreachable_api_is_reported_early_and_plainly(
+    pipeline: Pipeline, tmp_path: Path, base: str, reason: str
+) -> None:
     out = tmp_path / "offline.json"
     run = pipeline.run(
         "--summary-json",
         str(out),
-        SOURCES__CHESS__BASE_URL=base,
+        SOURCES__CHESS__BASE_URL=base.format(port=free_port()),  # nothing listens there
         RUNTIME__REQUEST_MAX_ATTEMPTS="5",
     )
     assert run.returncode == 1, run.output
-    assert "127.0.0.1 is unreachable: connection refused" in run.stdout
-    assert "Nothing fetched" in run.stdout.splitlines()[0], run.stdout
+    assert run.stdout.splitlines()[0].startswith(f"Nothing fetched: {reason}"), run.stdout
+    assert "players failed: 3" in run.stdout
     report = json.loads(out.read_text())
-    assert report["unreachable"].startswith("127.0.0.1 is unreachable: connection refused")
+    assert report["unreachable"].startswith(reason)
     assert report["requests"] == {}
-    # Every attempt is counted; after 3 refusals in a row no further request is made
+    # Every attempt is counted; after 3 failures in a row no further request is made
     # (at most the requests already in flight, 3, fail once more).
     assert 3 <= report["request_attempts"] <= 3 + 3
     assert report["request_errors"] == {"ConnectionError": report["request_attempts"]}
+    assert f"{report['request_attempts']} attempts" in run.stdout
     assert report["games_loaded"] == 0
 
 
