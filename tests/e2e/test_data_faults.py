@@ -247,6 +247,21 @@ def test_304_to_a_request_without_validators_is_a_protocol_error(
     clean_rerun(pipeline, api, world)
 
 
+def test_listed_month_answered_404_is_missing_with_a_warning(
+    pipeline: Pipeline, api: FakeChessCom, world: World
+) -> None:
+    api.override(month_path("alice", FINISHED), status=404, body={"message": "Date is invalid."})
+    run = pipeline.run()
+    assert run.returncode == 0, run.output  # the server served nothing for it: nothing lost
+    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}))
+    assert archive_status(pipeline, "alice", FINISHED) == []  # nothing recorded
+    assert (
+        f"warning: alice: {FINISHED} is in the archive list but 404 Not Found: "
+        f"{api.base_url}/player/alice/games/{FINISHED}"
+    ) in run.stdout
+    clean_rerun(pipeline, api, world)
+
+
 # -- case 5: a bad archive list is trusted for a month ---------------------------------
 def test_empty_archive_list_is_not_cached(
     pipeline: Pipeline, api: FakeChessCom, world: World

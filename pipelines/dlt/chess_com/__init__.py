@@ -341,9 +341,12 @@ def archive_months(
         fetched_at = datetime.now(UTC)
         try:
             fetched = future.result()
-        except MonthNotFound:
-            # A listed player without this month's archive (e.g. no games yet this month).
+        except MonthNotFound as exc:
+            # No archive for this month (e.g. no games yet this month): nothing recorded,
+            # so it is asked for again next run. The archive list naming it is suspicious.
             report.months["missing"] += 1
+            if plan.listed:
+                _warn(report, f"{player}: {month} is in the archive list but {exc}")
             continue
         except DeadlineReached:
             cut_off += 1
