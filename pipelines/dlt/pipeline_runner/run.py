@@ -179,7 +179,7 @@ class _Runner:
             self.summary.write_json(self.options.summary_json, self.report)
         if execution_id:
             self.summary.report_to_kestra(self.report)
-        failed = not self.summary.ok or (self.report is not None and self.report.failed())
+        failed = not self.summary.ok or bool(_ask(self.report, "failed", False))
         return EXIT_FAILED if failed else EXIT_OK
 
     def _target(self, pipeline: dlt.Pipeline) -> str:
@@ -224,7 +224,7 @@ class _Runner:
                 return
             self.summary.record_load(pipeline)
             refresh = False
-            if self.report is None or not self.report.another_load():
+            if not _ask(self.report, "another_load", False):
                 return
             # A backfill larger than one load's budget: this load's state is committed,
             # the next load picks up what it left.
@@ -253,9 +253,7 @@ class _Runner:
         logger.error(failure.describe())
         if failure.step in ("normalize", "load") or failure.aborted:
             self.summary.load_failures.append(failure)
-            aborted = getattr(self.report, "load_aborted", None)
-            if callable(aborted):
-                aborted()
+            _ask(self.report, "load_aborted", None)
         else:
             self.summary.errors.append(failure.describe())
         return False
@@ -270,6 +268,12 @@ class _Runner:
             self.summary.errors.append(
                 f"data loaded, but the after-load step failed ({what}): {essence(str(exc))}"
             )
+
+
+def _ask(report: SourceReport | None, method: str, default: Any) -> Any:
+    """Call a `SourceReport` method if the pipeline's report has it (all are optional)."""
+    fn = getattr(report, method, None)
+    return fn() if callable(fn) else default
 
 
 def _describe(exc: PipelineStepFailed) -> LoadFailure:
