@@ -1,0 +1,326 @@
+"""Every flow's tasks, executed from what Flux deploys, the way Kestra runs them.
+
+The chain (tests/kestra/twin.py): kustomize of the apps path -> the sync Job as the kubelet
+mounts it -> the stand-in Kestra store -> each task's namespace files picked with Kestra's
+matching -> env rendered (inputs, trigger inputs, defaults, `??`, vars, secrets read as
+SecretService does) -> `/bin/sh -c "set -e; beforeCommands; commands"` in a fresh working
+directory. The container's network is the project's fake Chess.com API and fakesnow's
+server (tests/snowflake_emulator/serve.py) reached by the production connector
+installed from requirements.lock with its hashes, as the flow installs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.fake_chesscom import FakeChessCom, World, recent_months
+from tests.kestra import twin
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        os.geteuid() != 0 and not os.environ.get("CI"),
+        reason="needs root to lay out volumes with the kubelet's owners",
+    ),
+]
+
+UV_BIN = ROOT / ".venv-tools" / "bin"
+EMULATOR_PYTHON = ROOT / ".venv-snowflake" / "bin" / "python"
+SERVE = ROOT / "tests" / "snowflake_emulator" / "serve.py"
+CHESS_FLOW = "chess-kestra-dlt"
+# Container-only paths of the flow's image and runner, mapped onto this machine.
+VENV_IN_CONTAINER = "/opt/venv"
+UV_CACHE_IN_CONTAINER = "/cache/uv"
+HOST_NETWORK = re.compile(r"(?i)proxy$|^ssl_cert_|ca_bundle$|^uv_index|^uv_native_tls$")
+
+
+def required(path: Path, what: str) -> Path:
+    if path.exists():
+        return path
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing under CI ({path}): run `make install`")
+    pytest.skip(f"{what} not installed: run `make install`")
+
+
+@pytest.fixture(scope="module")
+def module_tmp() -> Iterator[Path]:
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="kestra-exec-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def deployed(flux_objects: list[dict[str, Any]], module_tmp: Path) -> twin.KestraStore:
+    sync = twin.run_sync(flux_objects, module_tmp / "sync")
+    assert sync.ok, sync.result.stderr + str(sync.error)
+    return sync.store
+
+
+@pytest.fixture
+def snowflake_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def test_secrets(snowflake_key: Any) -> dict[str, str]:
+    """Plain values for every key of the kestra-secrets manifest (names from the manifest)."""
+    from cryptography.hazmat.primitives import serialization
+
+    pem = snowflake_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"twin-passphrase"),
+    ).decode()
+    return {
+        "SNOWFLAKE_HOST": "twin-account",
+        "SNOWFLAKE_USERNAME": "LOADER",
+        "SNOWFLAKE_PRIVATE_KEY": pem,
+        "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": "twin-passphrase",
+        "CHESSCOM_CONTACT": "twin@example.com",
+        "SLACK_WEBHOOK_URL": "https://hooks.example.invalid/twin",
+    }
+
+
+@pytest.fixture
+def snowflake(shared_tmp: Path, snowflake_key: Any) -> Iterator[dict[str, str]]:
+    """fakesnow's server (emulator lane) accepting only logins signed by the test key;
+    yields the env that points a client at it: part of the container's "network"."""
+    from cryptography.hazmat.primitives import serialization
+
+    python = required(EMULATOR_PYTHON, "the Snowflake emulator lane")
+    db_dir = shared_tmp / "snowflake"
+    db_dir.mkdir()
+    public_key = shared_tmp / "snowflake.pub"
+    public_key.write_bytes(
+        snowflake_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    server = subprocess.Popen(
+        [str(python), str(SERVE), str(db_dir), "--public-key", str(public_key)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline() if server.stdout else ""
+        if not line:
+            error = server.stderr.read() if server.stderr else ""
+            pytest.fail(f"fakesnow server did not start: {error}")
+        yield json.loads(line)["env"]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+@dataclass
+class TaskRun:
+    result: subprocess.CompletedProcess[str]
+    workdir: Path
+    venv: Path
+    env: dict[str, str]
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout + self.result.stderr
+
+
+def namespace_of(flow: dict[str, Any]) -> str:
+    return flow["namespace"]
+
+
+def run_task(
+    execution: twin.Execution,
+    store: twin.KestraStore,
+    task_id: str,
+    root: Path,
+    network: dict[str, str],
+) -> TaskRun:
+    """What the Docker task runner does for a script task, with the container's paths mapped."""
+    workdir, venv, home = root / "workdir", root / "opt-venv", root / "home"
+    for path in (workdir, home):
+        path.mkdir(parents=True)
+    for rel, content in execution.namespace_files(
+        task_id, store.files(namespace_of(execution.flow))
+    ).items():
+        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / rel).write_bytes(content)
+    env = execution.task_env(task_id)
+    uv_cache = subprocess.run(
+        [str(UV_BIN / "uv"), "cache", "dir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env = {k: v.replace(UV_CACHE_IN_CONTAINER, uv_cache) for k, v in env.items()}
+    script = execution.script(task_id).replace(VENV_IN_CONTAINER, str(venv))
+    process_env = {
+        # The image's tools: uv (the same pinned version) first, then a Python 3.11.
+        "PATH": f"{UV_BIN}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "UV_PYTHON_DOWNLOADS": "never",
+        # The host's way out to PyPI (proxy, CA bundle), as the Docker daemon's would be.
+        **{k: v for k, v in os.environ.items() if HOST_NETWORK.search(k)},
+        # A fresh container: dlt's working directory starts empty.
+        "DLT_DATA_DIR": str(root / "dlt-data"),
+        **env,
+        **network,
+    }
+    result = subprocess.run(
+        ["/bin/sh", "-c", script],
+        cwd=workdir,
+        env=process_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return TaskRun(result, workdir, venv, process_env)
+
+
+def query(run: TaskRun, sql: str) -> list[tuple]:
+    """Read back through the same connector, from the task's own venv and env."""
+    code = """
+import json, sys, dlt
+pipeline = dlt.pipeline("twin_query", destination="snowflake", dataset_name="chess")
+with pipeline.sql_client() as client:
+    print(json.dumps([list(r) for r in client.execute_sql(sys.argv[1])], default=str))
+"""
+    # The task's own env: the credentials it rendered, the network it had.
+    env = {**run.env, "DLT_DATA_DIR": str(run.workdir.parent / "query-dlt-data")}
+    out = subprocess.run(
+        [str(run.venv / "bin" / "python"), "-c", code, sql],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return [tuple(r) for r in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
+def chess_flow(store: twin.KestraStore) -> dict[str, Any]:
+    for namespace in store.namespaces():
+        flows = store.flows(namespace)
+        if CHESS_FLOW in flows:
+            return yaml.safe_load(flows[CHESS_FLOW])
+    raise LookupError(f"{CHESS_FLOW} was not deployed")
+
+
+def configured_players(store: twin.KestraStore, flow: dict[str, Any]) -> list[str]:
+    config = store.files(namespace_of(flow))["/.dlt/config.toml"]
+    return tomllib.loads(config.decode())["sources"]["chess"]["players"]
+
+
+@pytest.fixture
+def chess_api(deployed: twin.KestraStore) -> Iterator[tuple[FakeChessCom, World]]:
+    world = World(seed=5)
+    flow = chess_flow(deployed)
+    world.populate(
+        [*configured_players(deployed, flow), "alice", "bob"], months=3, games_per_month=6
+    )
+    with FakeChessCom(world, max_in_flight=3) as api:
+        yield api, world
+
+
+def network(api: FakeChessCom, snowflake_env: dict[str, str]) -> dict[str, str]:
+    return {
+        "SOURCES__CHESS__BASE_URL": api.base_url,
+        "RUNTIME__REQUEST_BACKOFF_FACTOR": "0.05",
+        **snowflake_env,
+    }
+
+
+def kestra_secrets(flux_objects: list[dict[str, Any]], values: dict[str, str]) -> dict[str, str]:
+    return twin.kestra_secrets(twin.server_env_from(flux_objects, values))
+
+
+def test_scheduled_run_loads_the_configured_players(
+    flux_objects, deployed, chess_api, snowflake, test_secrets, shared_tmp
+) -> None:
+    api, world = chess_api
+    flow = chess_flow(deployed)
+    (trigger,) = [t for t in flow["triggers"] if t["type"].endswith("Schedule")]
+    execution = twin.Execution.scheduled(
+        flow, trigger["id"], kestra_secrets(flux_objects, test_secrets)
+    )
+    run = run_task(execution, deployed, "load", shared_tmp / "run", network(api, snowflake))
+    assert run.result.returncode == 0, run.output
+    players = configured_players(deployed, flow)
+    assert f"players loaded: {len(players)}" in run.output
+    served = {g["uuid"] for p in players for g in world.games_in(p)}
+    loaded = [
+        r[0]
+        for r in query(
+            run,
+            "select uuid from chess.players_games",
+        )
+    ]
+    assert sorted(loaded) == sorted(served)
+
+
+def test_manual_run_with_players_months_and_full_refresh(
+    flux_objects, deployed, chess_api, snowflake, test_secrets, shared_tmp
+) -> None:
+    api, world = chess_api
+    flow = chess_flow(deployed)
+    secrets = kestra_secrets(flux_objects, test_secrets)
+    month = recent_months(2)[0]
+    given = {"players": "alice,bob", "start_month": month, "end_month": month, "full_refresh": True}
+    execution = twin.Execution.manual(flow, given, secrets)
+    run = run_task(execution, deployed, "load", shared_tmp / "run", network(api, snowflake))
+    assert run.result.returncode == 0, run.output
+    assert "players loaded: 2 (alice, bob)" in run.output
+    served = {g["uuid"] for p in ("alice", "bob") for g in world.games_in(p, [month])}
+    loaded = [
+        r[0]
+        for r in query(
+            run,
+            "select uuid from chess.players_games",
+        )
+    ]
+    assert sorted(loaded) == sorted(served)
+
+
+def test_missing_secret_fails_before_the_task_starts(flux_objects, deployed, test_secrets) -> None:
+    flow = chess_flow(deployed)
+    server_env = twin.server_env_from(flux_objects, test_secrets)
+    server_env["SECRET_SNOWFLAKE_PRIVATE_KEY"] = "not base64 at all!"  # Kestra skips it
+    execution = twin.Execution.manual(flow, {}, twin.kestra_secrets(server_env))
+    with pytest.raises(
+        twin.RenderError, match=r"Cannot find secret for key 'SNOWFLAKE_PRIVATE_KEY'"
+    ):
+        execution.task_env("load")
+
+
+def test_the_old_include_pattern_leaves_the_scheduled_run_without_players(
+    flux_objects, deployed, chess_api, snowflake, test_secrets, shared_tmp
+) -> None:
+    """The include that shipped before: `.dlt/config.toml` matches nothing in Kestra."""
+    api, _ = chess_api
+    flow = copy.deepcopy(chess_flow(deployed))
+    include = flow["tasks"][0]["namespaceFiles"]["include"]
+    include[include.index("/.dlt/config.toml")] = ".dlt/config.toml"
+    (trigger,) = [t for t in flow["triggers"] if t["type"].endswith("Schedule")]
+    execution = twin.Execution.scheduled(
+        flow, trigger["id"], kestra_secrets(flux_objects, test_secrets)
+    )
+    run = run_task(execution, deployed, "load", shared_tmp / "run", network(api, snowflake))
+    assert run.result.returncode == 2, run.output
+    assert "players" in run.result.stderr
+    assert not (run.workdir / ".dlt" / "config.toml").exists()
