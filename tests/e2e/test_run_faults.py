@@ -44,11 +44,11 @@ def kestra_outputs(stdout: str) -> dict:
 # -- case 1: a killed --full-refresh -----------------------------------------------------
 
 
-def kill_while_refresh_loads(pipeline: Pipeline) -> str:
-    """Start `--full-refresh`, SIGKILL it once its package has started loading (dlt has
-    dropped the tables and completed a first job), return that package's load id."""
+def kill_while_loading(pipeline: Pipeline, *args: str, refresh: bool = False) -> str:
+    """Start the script, SIGKILL it once a package has started loading (a first job done;
+    with `refresh`, a package that drops tables), return that package's load id."""
     normalized = pipeline.workdir / "dlt-data" / "pipelines" / "chess_com" / "load" / "normalized"
-    proc = pipeline.popen("--full-refresh")
+    proc = pipeline.popen(*args)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
@@ -58,14 +58,20 @@ def kill_while_refresh_loads(pipeline: Pipeline) -> str:
                     state = json.loads((package / "load_package_state.json").read_text())
                 except (OSError, ValueError):
                     continue
-                if state.get("dropped_tables") and any((package / "completed_jobs").iterdir()):
+                started = [
+                    job
+                    for folder in ("started_jobs", "completed_jobs")
+                    if (package / folder).is_dir()
+                    for job in (package / folder).iterdir()
+                ]
+                if started and (state.get("dropped_tables") or not refresh):
                     proc.send_signal(signal.SIGKILL)
                     proc.wait(timeout=30)
                     # Killed mid-load: the package never reached dlt's `loaded` storage.
                     assert (normalized / package.name).is_dir()
                     return package.name
             time.sleep(0.005)
-        raise AssertionError("the refresh package never started loading")
+        raise AssertionError("no package started loading")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -81,7 +87,7 @@ def test_killed_full_refresh_is_completed_by_the_next_run(
     assert pipeline.run().returncode == 0
     assert_exactly_served(pipeline, world)
 
-    kill_while_refresh_loads(pipeline)
+    kill_while_loading(pipeline, "--full-refresh", refresh=True)
     if working_dir == "emptied":  # every Kestra run starts from an empty working directory
         shutil.rmtree(pipeline.workdir / "dlt-data")
 
@@ -131,6 +137,31 @@ def test_a_package_that_fails_to_load_is_aborted_named_and_fetched_again(
     rerun = pipeline.run()
     assert rerun.returncode == 0, rerun.output
     assert f"/pub/player/alice/games/{month}" in api.stats.paths(200)
+    assert_exactly_served(pipeline, world)
+
+    clean = pipeline.run()
+    assert clean.returncode == 0, clean.output
+    assert_exactly_served(pipeline, world)
+
+
+def test_a_pending_package_that_cannot_load_does_not_block_the_next_runs(
+    pipeline: Pipeline, api: FakeChessCom, world: World
+) -> None:
+    month = recent_months(4)[1]
+    document = world.players["alice"].months[month]
+    document.body["games"][0]["pgn"] = "1. e4 e5 " * 3_000_000
+    document.touch()
+    # Killed while dlt retries the failing load: the package stays in the working directory.
+    kill_while_loading(pipeline)
+
+    document.body["games"][0]["pgn"] = "1. e4 e5 2. Nf3 Nc6"
+    document.touch()
+    run = pipeline.run()
+    assert run.returncode == 0, run.output
+    assert "the pending package of an interrupted run could not be loaded and was aborted" in (
+        run.stdout
+    )
+    assert "table players_games" in run.stdout
     assert_exactly_served(pipeline, world)
 
     clean = pipeline.run()

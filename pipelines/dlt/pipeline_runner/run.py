@@ -168,8 +168,7 @@ class _Runner:
         self.summary.working_dir = str(directory / self.name)
         self.summary.target = self._target(pipeline)
 
-        self._load_pending(pipeline)
-        if self._step(pipeline, "sync", pipeline.sync_destination):
+        if self._load_pending(pipeline) and self._step(pipeline, "sync", pipeline.sync_destination):
             self._loads(pipeline, source)
         self._after_load(pipeline)
 
@@ -188,19 +187,30 @@ class _Runner:
             target += f" ({pipeline.destination_client().config.credentials.database})"
         return target
 
-    def _load_pending(self, pipeline: dlt.Pipeline) -> None:
+    def _load_pending(self, pipeline: dlt.Pipeline) -> bool:
         """A run killed after extracting left a package whose state marks its data done:
-        load it before extracting anything new. If it cannot be loaded, abort it."""
+        load it before extracting anything new. One that cannot be loaded is aborted (the
+        local state goes back to before it), so this run fetches its data again: a note,
+        not a failure. False only when even the abort failed (nothing more can run)."""
         if not pipeline.has_pending_data:
-            return
+            return True
         logger.warning("loading the pending package(s) of an interrupted run first")
 
         def load_pending() -> None:
             pipeline.normalize()
             pipeline.load()
 
-        if self._step(pipeline, "load", load_pending):
+        failure = self._attempt(pipeline, "load", load_pending)
+        if failure is None:
             self.summary.notes.append("loaded the pending package(s) of an interrupted run")
+        elif failure.aborted:
+            self.summary.notes.append(
+                "the pending package of an interrupted run could not be loaded and was "
+                f"aborted; this run fetched its data again. {failure.describe().splitlines()[0]}"
+            )
+        else:
+            self.summary.errors.append(failure.describe())
+        return failure is None or failure.aborted
 
     def _loads(self, pipeline: dlt.Pipeline, source: DltSource) -> None:
         """Load until the source leaves nothing for a further load (the backfill contract:
@@ -232,11 +242,25 @@ class _Runner:
             source = self.build_source(self.namespace)
 
     def _step(self, pipeline: dlt.Pipeline, step: str, action: Callable[[], Any]) -> bool:
+        """Run a dlt step of this run's own data; on failure record it and return False."""
+        failure = self._attempt(pipeline, step, action)
+        if failure is None:
+            return True
+        if failure.step in ("normalize", "load") or failure.aborted:
+            self.summary.load_failures.append(failure)
+            _ask(self.report, "load_aborted", None)
+        else:
+            self.summary.errors.append(failure.describe())
+        return False
+
+    def _attempt(
+        self, pipeline: dlt.Pipeline, step: str, action: Callable[[], Any]
+    ) -> LoadFailure | None:
         """Run a dlt step; on failure abort whatever is pending (so nothing half-done
-        wedges the next run), record what failed and return False."""
+        wedges the next run) and say what failed."""
         try:
             action()
-            return True
+            return None
         except PipelineStepFailed as exc:
             failure = _describe(exc)
         except Exception as exc:  # a step that dlt did not wrap (e.g. destination sync)
@@ -251,12 +275,7 @@ class _Runner:
                     f"{pipeline.pipelines_dir} {self.name} abort-packages`"
                 )
         logger.error(failure.describe())
-        if failure.step in ("normalize", "load") or failure.aborted:
-            self.summary.load_failures.append(failure)
-            _ask(self.report, "load_aborted", None)
-        else:
-            self.summary.errors.append(failure.describe())
-        return False
+        return failure
 
     def _after_load(self, pipeline: dlt.Pipeline) -> None:
         if self.after_load is None:
