@@ -307,3 +307,15 @@ def test_second_pipeline_refuses_to_run_while_its_lock_is_held(
         assert run_toy("--count", "1") == EXIT_BUSY
     assert "another run of pipeline 'toy_numbers' is in progress" in capsys.readouterr().err
     assert not (toy_dir / "toy_numbers.duckdb").exists()
+
+
+def test_second_pipeline_names_an_unusable_working_directory(
+    toy_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = toy_dir / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("DLT_DATA_DIR", str(blocker))
+    assert run_toy("--count", "1") == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"cannot create dlt's working directory {blocker / 'pipelines'}" in err
+    assert "DLT_DATA_DIR" in err

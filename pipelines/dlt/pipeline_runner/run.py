@@ -78,6 +78,13 @@ def run_pipeline(
         check_runtime_settings()
         source = _build_source(build_source, namespace, usage_errors, section, parser)
         directory = pipelines_dir()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create dlt's working directory {directory} ({exc.strerror}): run from "
+                "a writable directory or set DLT_DATA_DIR"
+            ) from None
         with RunLock(directory, name):
             runner = _Runner(name, options, namespace, build_source, report, after_load)
             return runner.execute(source, directory)
