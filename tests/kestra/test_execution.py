@@ -250,28 +250,28 @@ def kestra_secrets(flux_objects: list[dict[str, Any]], values: dict[str, str]) -
     return twin.kestra_secrets(twin.server_env_from(flux_objects, values))
 
 
+def scheduled(flow: dict[str, Any], secrets: dict[str, str]) -> twin.Execution:
+    """What the flow's Schedule trigger starts (its inputs, then the inputs' defaults)."""
+    (trigger,) = [t for t in flow["triggers"] if t["type"].endswith(".Schedule")]
+    return twin.Execution.scheduled(flow, trigger["id"], secrets)
+
+
+def loaded_uuids(run: TaskRun) -> list[str]:
+    return sorted(r[0] for r in query(run, "select uuid from chess.players_games"))
+
+
 def test_scheduled_run_loads_the_configured_players(
     flux_objects, deployed, chess_api, snowflake, test_secrets, shared_tmp
 ) -> None:
     api, world = chess_api
     flow = chess_flow(deployed)
-    (trigger,) = [t for t in flow["triggers"] if t["type"].endswith("Schedule")]
-    execution = twin.Execution.scheduled(
-        flow, trigger["id"], kestra_secrets(flux_objects, test_secrets)
-    )
+    execution = scheduled(flow, kestra_secrets(flux_objects, test_secrets))
     run = run_task(execution, deployed, "load", shared_tmp / "run", network(api, snowflake))
     assert run.result.returncode == 0, run.output
     players = configured_players(deployed, flow)
     assert f"players loaded: {len(players)}" in run.output
     served = {g["uuid"] for p in players for g in world.games_in(p)}
-    loaded = [
-        r[0]
-        for r in query(
-            run,
-            "select uuid from chess.players_games",
-        )
-    ]
-    assert sorted(loaded) == sorted(served)
+    assert loaded_uuids(run) == sorted(served)
 
 
 def test_manual_run_with_players_months_and_full_refresh(
@@ -287,14 +287,7 @@ def test_manual_run_with_players_months_and_full_refresh(
     assert run.result.returncode == 0, run.output
     assert "players loaded: 2 (alice, bob)" in run.output
     served = {g["uuid"] for p in ("alice", "bob") for g in world.games_in(p, [month])}
-    loaded = [
-        r[0]
-        for r in query(
-            run,
-            "select uuid from chess.players_games",
-        )
-    ]
-    assert sorted(loaded) == sorted(served)
+    assert loaded_uuids(run) == sorted(served)
 
 
 def test_missing_secret_fails_before_the_task_starts(flux_objects, deployed, test_secrets) -> None:
@@ -316,10 +309,7 @@ def test_the_old_include_pattern_leaves_the_scheduled_run_without_players(
     flow = copy.deepcopy(chess_flow(deployed))
     include = flow["tasks"][0]["namespaceFiles"]["include"]
     include[include.index("/.dlt/config.toml")] = ".dlt/config.toml"
-    (trigger,) = [t for t in flow["triggers"] if t["type"].endswith("Schedule")]
-    execution = twin.Execution.scheduled(
-        flow, trigger["id"], kestra_secrets(flux_objects, test_secrets)
-    )
+    execution = scheduled(flow, kestra_secrets(flux_objects, test_secrets))
     run = run_task(execution, deployed, "load", shared_tmp / "run", network(api, snowflake))
     assert run.result.returncode == 2, run.output
     assert "players" in run.result.stderr
