@@ -175,7 +175,7 @@ def test_a_pending_package_that_cannot_load_does_not_block_the_next_runs(
 def test_a_second_run_is_refused_naming_the_first(
     pipeline: Pipeline, api: FakeChessCom, world: World
 ) -> None:
-    api.latency = 1.0  # keep the first run busy (21 requests, 3 in flight: ~7 s)
+    api.latency = 2.0  # keep the first run busy (21 requests, 3 in flight: ~14 s)
     first = pipeline.popen()
     try:
         deadline = time.monotonic() + 60
