@@ -53,8 +53,10 @@ from chess_com import (  # noqa: E402
     chess,
 )
 from pipeline_runner import PipelineArguments, run_pipeline  # noqa: E402
-from warehouse import PIPELINE_NAME, create_views  # noqa: E402
+from warehouse import create_views  # noqa: E402
 
+# dlt pipeline name: working directory, lock, ./chess_com.duckdb, QUERY_TAG "pipeline".
+PIPELINE_NAME = "chess_com"
 SOURCE_FLAGS = ("players", "start_month", "end_month")
 
 

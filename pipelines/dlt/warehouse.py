@@ -13,7 +13,6 @@ from typing import Any
 
 import dlt
 
-PIPELINE_NAME = "chess_com"
 GAMES_TABLE = "players_games"
 ARCHIVES_TABLE = "players_archives"
 VIEW = "games_by_player"
