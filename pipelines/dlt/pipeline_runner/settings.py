@@ -62,8 +62,9 @@ class PipelineArguments:
     def option(self, flag: str, help: str, default: Any = None, **kwargs: Any) -> None:
         """`--flag VALUE`, defaulting to `<PREFIX>_FLAG`, then to `default`."""
         env = self.env_name(flag)
+        shown = f"; default {default}" if default is not None else ""
         self.parser.add_argument(
-            flag, default=env_value(env) or default, help=f"{help} (env {env})", **kwargs
+            flag, default=env_value(env) or default, help=f"{help} (env {env}{shown})", **kwargs
         )
 
     def switch(self, flag: str, help: str) -> None:
