@@ -319,3 +319,12 @@ def test_second_pipeline_names_an_unusable_working_directory(
     err = capsys.readouterr().err
     assert f"cannot create dlt's working directory {blocker / 'pipelines'}" in err
     assert "DLT_DATA_DIR" in err
+
+
+def test_headline_says_when_nothing_was_loaded() -> None:
+    summary = RunSummary(pipeline="toy", target="duckdb dataset 'toy'")
+    assert summary.headline(None) == "Loaded into duckdb dataset 'toy'"
+    summary.errors.append("sync failed at step sync: ConnectionError: refused")
+    assert summary.headline(None).startswith("Nothing loaded into duckdb dataset 'toy'")
+    summary.loads = 1
+    assert summary.headline(None) == "Loaded into duckdb dataset 'toy'"

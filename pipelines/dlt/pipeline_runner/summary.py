@@ -149,6 +149,8 @@ class RunSummary:
             )
         if own:
             return f"{own} ({self.target})"
+        if self.errors and not self.loads:
+            return f"Nothing loaded into {self.target} (see the error below)"
         return f"Loaded into {self.target}"
 
     def lines(self, report: SourceReport | None) -> list[str]:
