@@ -4,13 +4,21 @@
 Runs the real script into DuckDB, per scenario, and reports wall time (median of
 `--repeat` runs), requests by kind and status, bytes downloaded, rows and games loaded,
 dlt's extract / normalize / load step times (from the pipeline trace) and peak RSS of the
-script's process (`wait4` rusage). Writes JSON to bench/results/ and prints a table.
+script's process (`wait4` rusage). Writes JSON to bench/results/ and prints a table and
+each scenario's checks. Figures only: nothing here asserts a time.
 
-Scenarios (defaults as in the benchmark issue):
+Scenarios (defaults as in the benchmark issues; `--quick` runs the first group only):
+  fixed    interpreter, imports and first-load costs of one run
   cold     3 players x 24 months x 40 games, 40 ms latency, 3 requests in flight allowed
   warm     the same again, nothing new
   new      the same after new games in the current month of one player
   scale    1 player x 12 and x 120 months x 300 games (memory must stay flat)
+  club     1,000 players x 3 months x 20 games, 40 ms, 3 in flight: cold, then the daily
+           run with nothing new, then with one changed month (bench/club.py)
+  backfill 20 players x 100 months x 500 games (1,000,000), and a backfill killed
+           mid-run and resumed (bench/backfill.py)
+  state    dlt state size at 1,000 players x 3..120 months, today's shape and the
+           proposed one (bench/state_size.py)
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,102 +40,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import duckdb  # noqa: E402
-
+from bench.backfill import bench_backfill  # noqa: E402
+from bench.club import bench_club  # noqa: E402
+from bench.fixed_costs import bench_fixed  # noqa: E402
+from bench.harness import Bench, Scenario, clean_env  # noqa: E402
+from bench.state_size import compact_state, current_state, measure  # noqa: E402
 from tests.fake_chesscom import FakeChessCom, World, recent_months  # noqa: E402
 
-SCRIPT = ROOT / "pipelines" / "dlt" / "dlt-chess-snowflake.py"
 RESULTS = ROOT / "bench" / "results"
-SCRUB = ("SOURCES__", "DESTINATION__", "RUNTIME__", "DLT_", "CHESS_", "EXTRACT__", "NORMALIZE__")
-
-
-@dataclass
-class Run:
-    wall_s: float
-    exit_code: int
-    peak_rss_mb: float
-    requests: dict[str, int]
-    by_status: dict[str, int]
-    bytes_downloaded: int
-    max_in_flight_seen: int
-    rows: dict[str, int]
-    loads: int
-    games_in_table: int
-    steps_s: dict[str, float]
-
-
-@dataclass
-class Scenario:
-    name: str
-    description: str
-    runs: list[Run] = field(default_factory=list)
-    checks: dict[str, Any] = field(default_factory=dict)
-
-    def median(self, key: str) -> float:
-        return statistics.median(getattr(r, key) for r in self.runs)
-
-    def median_step(self, step: str) -> float:
-        return statistics.median(r.steps_s.get(step, 0.0) for r in self.runs)
-
-
-class Bench:
-    """One working directory (dlt state + DuckDB file) against one fake API."""
-
-    def __init__(self, world: World, api: FakeChessCom, players: list[str]) -> None:
-        self.world = world
-        self.api = api
-        self.players = players
-        self.dir = Path(tempfile.mkdtemp(prefix="chess-bench-"))
-        self.db = self.dir / "chess_com.duckdb"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB)}
-        env.update(
-            DLT_DATA_DIR=str(self.dir / "dlt"),
-            SOURCES__CHESS__BASE_URL=self.api.base_url,
-            SOURCES__CHESS__CONTACT="bench@example.com",
-        )
-        return env
-
-    def run(self) -> Run:
-        self.api.stats.reset()
-        summary = self.dir / "summary.json"
-        players = ",".join(self.players)
-        cmd = [sys.executable, str(SCRIPT), "--destination", "duckdb", "--players", players]
-        cmd += ["--summary-json", str(summary)]
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=self.dir, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        output = proc.stdout.read() if proc.stdout else b""
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode not in (0, 1):
-            raise SystemExit(f"pipeline failed ({proc.returncode}):\n{output.decode()}")
-        counts = self.api.stats.counts()
-        figures = json.loads(summary.read_text())
-        return Run(
-            wall_s=wall,
-            exit_code=proc.returncode,
-            peak_rss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
-            requests={f"{k}:{s}": n for (k, s), n in sorted(counts.items())},
-            by_status={str(s): n for s, n in sorted(self.api.stats.by_status().items())},
-            bytes_downloaded=self.api.stats.bytes_sent(),
-            max_in_flight_seen=self.api.stats.max_in_flight_seen,
-            rows=figures["rows"],
-            loads=figures["loads"],
-            games_in_table=self.games_in_table(),
-            steps_s=figures["step_seconds"],
-        )
-
-    def games_in_table(self) -> int:
-        with duckdb.connect(str(self.db), read_only=True) as con:
-            return con.execute("select count(*) from chess.players_games").fetchone()[0]
-
-    def uuids(self) -> set[str]:
-        with duckdb.connect(str(self.db), read_only=True) as con:
-            return {r[0] for r in con.execute("select uuid from chess.players_games").fetchall()}
+QUICK = ("fixed", "cold", "scale")
+GROUPS = ("fixed", "cold", "scale", "club", "backfill", "state")
 
 
 def fresh(
@@ -150,17 +72,17 @@ def bench_incremental(args: argparse.Namespace) -> list[Scenario]:
     for _ in range(args.repeat):
         world, api = fresh(players, args.months, args.games, args.latency, args.in_flight)
         try:
-            bench = Bench(world, api, players)
-            cold.runs.append(bench.run())
-            cold.checks.setdefault("games_served", len(world.all_games()))
-            warm.runs.append(bench.run())
-            before = bench.uuids()
-            added = world.add_games(players[0], recent_months(1)[0], args.new_games)
-            new.runs.append(bench.run())
-            appeared = bench.uuids() - before
-            new.checks.setdefault("exactly_new_games_appeared", []).append(
-                appeared == {g["uuid"] for g in added}
-            )
+            with Bench(api, players) as bench:
+                cold.runs.append(bench.run())
+                cold.checks.setdefault("games_served", len(world.all_games()))
+                warm.runs.append(bench.run())
+                before = bench.uuids()
+                added = world.add_games(players[0], recent_months(1)[0], args.new_games)
+                new.runs.append(bench.run())
+                appeared = bench.uuids() - before
+                new.checks.setdefault("exactly_new_games_appeared", []).append(
+                    appeared == {g["uuid"] for g in added}
+                )
         finally:
             api.stop()
     load_only = measure_load_only(list(world.all_games().values()), args.repeat)
@@ -197,18 +119,18 @@ def measure_load_only(games: list[dict[str, Any]], repeat: int) -> float:
     """Median wall time of bench/load_only.py on these games: dlt without HTTP."""
     times = []
     for _ in range(repeat):
-        workdir = Path(tempfile.mkdtemp(prefix="chess-load-only-"))
-        games_file = workdir / "games.json"
-        games_file.write_text(json.dumps(games))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB)}
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "load_only.py"), str(games_file), str(workdir)],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        times.append(time.perf_counter() - started)
+        with tempfile.TemporaryDirectory(prefix="chess-load-only-") as tmp:
+            workdir = Path(tmp)
+            games_file = workdir / "games.json"
+            games_file.write_text(json.dumps(games))
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "load_only.py"), str(games_file), tmp],
+                env=clean_env(),
+                check=True,
+                capture_output=True,
+            )
+            times.append(time.perf_counter() - started)
     return statistics.median(times)
 
 
@@ -221,7 +143,8 @@ def bench_scale(args: argparse.Namespace) -> list[Scenario]:
         for _ in range(args.repeat):
             world, api = fresh(["scaler"], months, args.scale_games, 0.0, None)
             try:
-                scenario.runs.append(Bench(world, api, ["scaler"]).run())
+                with Bench(api, ["scaler"]) as bench:
+                    scenario.runs.append(bench.run())
                 scenario.checks["games_served"] = len(world.all_games())
             finally:
                 api.stop()
@@ -235,10 +158,39 @@ def bench_scale(args: argparse.Namespace) -> list[Scenario]:
     return scenarios
 
 
+def bench_state(players: int, month_counts: list[int]) -> Scenario:
+    current = recent_months(1)[0]
+    scenario = Scenario(
+        "state", f"dlt state of the chess source at {players} players (synthetic, dlt's encoding)"
+    )
+    for months in month_counts:
+        scenario.checks[f"{players}x{months}_months"] = {
+            "today": measure(current_state(players, months, current)).as_dict(),
+            "proposed": measure(compact_state(players, months, current)).as_dict(),
+        }
+    return scenario
+
+
+def against_fixed_costs(cold: Scenario, fixed: Scenario) -> dict[str, float]:
+    """The cold run's wall time split into what any run pays and the rest."""
+    imports = fixed.checks["script_imports_s"]
+    first_load = fixed.checks["first_load_s"]
+    wall = cold.median("wall_s")
+    return {
+        "wall_s": round(wall, 3),
+        "imports_s": imports,
+        "first_load_s": first_load,
+        "fixed_share": round((imports + first_load) / wall, 2),
+        "rest_s": round(wall - imports - first_load, 3),
+    }
+
+
 def table(scenarios: list[Scenario]) -> str:
-    head = "| scenario | wall s (median) | extract / normalize / load s | requests (200/304/429) | MB down | games rows | peak RSS MB |"
-    lines = [head, "|" + "---|" * 7]
+    head = "| scenario | wall s (median) | extract / normalize / load s | requests (200/304/429) | MB down | games rows | loads | peak RSS MB |"
+    lines = [head, "|" + "---|" * 8]
     for s in scenarios:
+        if not s.runs or not s.tabulate:
+            continue
         statuses = [
             sum(r.by_status.get(code, 0) for r in s.runs) // len(s.runs)
             for code in ("200", "304", "429")
@@ -248,13 +200,15 @@ def table(scenarios: list[Scenario]) -> str:
             f"{s.median_step('extract'):.2f} / {s.median_step('normalize'):.2f} / {s.median_step('load'):.2f} | "
             f"{sum(statuses)} ({'/'.join(map(str, statuses))}) | "
             f"{s.median('bytes_downloaded') / 1e6:.1f} | {statistics.median(r.rows.get('players_games', 0) for r in s.runs):.0f} | "
-            f"{s.median('peak_rss_mb'):.0f} |"
+            f"{s.median('loads'):.0f} | {s.median('peak_rss_mb'):.0f} |"
         )  # fmt: skip
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--quick", action="store_true", help="only: " + ", ".join(QUICK))
+    parser.add_argument("--only", help=f"comma-separated groups of {', '.join(GROUPS)}")
     parser.add_argument("--players", type=int, default=3)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--games", type=int, default=40)
@@ -263,14 +217,63 @@ def main() -> int:
     parser.add_argument("--new-games", type=int, default=5)
     parser.add_argument("--scale-games", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed scenario")
-    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--club-players", type=int, default=1000)
+    parser.add_argument("--club-months", type=int, default=3)
+    parser.add_argument("--club-games", type=int, default=20)
+    parser.add_argument("--club-repeat", type=int, default=2, help="warm club runs")
+    parser.add_argument("--backfill-players", type=int, default=20)
+    parser.add_argument("--backfill-months", type=int, default=100)
+    parser.add_argument("--backfill-games", type=int, default=500)
+    parser.add_argument("--resume-months", type=int, default=10, help="months of the killed run")
+    parser.add_argument("--state-months", default="3,12,60,120", help="state size at these")
     args = parser.parse_args()
+    groups = QUICK if args.quick else GROUPS
+    if args.only:
+        groups = tuple(g.strip() for g in args.only.split(","))
+        unknown = sorted(set(groups) - set(GROUPS))
+        if unknown:
+            parser.error(f"unknown group(s) {', '.join(unknown)}: expected {', '.join(GROUPS)}")
+    args.groups = groups
+    return args
 
+
+def main() -> int:
+    args = parse_args()
     started = time.perf_counter()
-    scenarios = bench_incremental(args)
-    if not args.skip_scale:
+    scenarios: list[Scenario] = []
+    load_avg = [os.getloadavg()]
+    fixed = None
+    if "fixed" in args.groups:
+        world = World(seed=1)
+        game = world.new_game("alice", "bob", recent_months(1)[0])
+        fixed = bench_fixed(args.repeat, game)
+        scenarios.append(fixed)
+    if "cold" in args.groups:
+        incremental = bench_incremental(args)
+        if fixed is not None:
+            incremental[0].checks["against_fixed_costs"] = against_fixed_costs(
+                incremental[0], fixed
+            )
+        scenarios += incremental
+    if "scale" in args.groups:
         scenarios += bench_scale(args)
+    if "club" in args.groups:
+        scenarios += bench_club(args)
+        load_avg.append(os.getloadavg())
+    if "backfill" in args.groups:
+        backfill = bench_backfill(args)
+        twelve = [s for s in scenarios if s.name == "scale-12"]
+        if twelve:
+            backfill[0].checks["rss_over_scale_12"] = round(
+                backfill[0].median("peak_rss_mb") / twelve[0].median("peak_rss_mb"), 2
+            )
+        scenarios += backfill
+        load_avg.append(os.getloadavg())
+    if "state" in args.groups:
+        months = [int(m) for m in args.state_months.split(",")]
+        scenarios.append(bench_state(args.club_players, months))
     elapsed = time.perf_counter() - started
+    load_avg.append(os.getloadavg())
 
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -279,10 +282,12 @@ def main() -> int:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
         },
+        "load_average": [[round(x, 2) for x in a] for a in load_avg],
         "settings": vars(args),
         "bench_seconds": round(elapsed, 1),
         "scenarios": [
-            {**asdict(s), "median_wall_s": round(s.median("wall_s"), 3)} for s in scenarios
+            {**asdict(s), "median_wall_s": round(s.median("wall_s"), 3) if s.runs else None}
+            for s in scenarios
         ],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -293,7 +298,9 @@ def main() -> int:
     for s in scenarios:
         if s.checks:
             print(f"{s.name}: {json.dumps(s.checks)}")
-    print(f"\n{len(scenarios)} scenarios in {elapsed:.0f} s; figures in {out.relative_to(ROOT)}")
+    loads = " -> ".join("/".join(f"{x:.2f}" for x in a) for a in load_avg)
+    print(f"\nload average (1/5/15 min) start -> end: {loads}")
+    print(f"{len(scenarios)} scenarios in {elapsed:.0f} s; figures in {out.relative_to(ROOT)}")
     return 0
 
 
