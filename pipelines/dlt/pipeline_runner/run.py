@@ -24,6 +24,7 @@ from .destination import (
     check_destination,
     make_destination,
 )
+from .redact import redact_url
 from .refresh import mark_refresh, pending_refresh
 from .settings import (
     PipelineArguments,
@@ -76,7 +77,7 @@ def run_pipeline(
         resolve_switches(arguments, namespace)
         options = run_options(namespace, env_prefix)
         check_runtime_settings()
-        source = _build_source(build_source, namespace, usage_errors, section, parser)
+        source = _build_source(build_source, namespace, usage_errors, section, arguments.flags)
         directory = pipelines_dir()
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -104,8 +105,6 @@ def _configure_logging() -> None:
 
 
 def _print_error(message: str) -> None:
-    from .redact import redact_url
-
     print(f"error: {redact_url(message)}", file=sys.stderr)
 
 
@@ -114,7 +113,7 @@ def _build_source(
     namespace: argparse.Namespace,
     usage_errors: tuple[type[Exception], ...],
     section: str,
-    parser: argparse.ArgumentParser,
+    flags: dict[str, str],
 ) -> DltSource:
     """Build the source; its validation and dlt config errors become `UsageError`s."""
     try:
@@ -124,7 +123,6 @@ def _build_source(
     except usage_errors as exc:
         raise UsageError(str(exc)) from None
     except ConfigFieldMissingException as exc:
-        flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
         hints = []
         for field in exc.traces:
             env = "__".join(p.upper() for p in (*section.split("."), field))

@@ -55,6 +55,8 @@ class PipelineArguments:
         self.env_prefix = env_prefix
         # dest -> env var of boolean flags, parsed (and rejected) after argparse
         self.booleans: dict[str, str] = {}
+        # dest -> flag, to name the flag in a "missing setting" message
+        self.flags: dict[str, str] = {}
 
     def env_name(self, flag: str) -> str:
         return f"{self.env_prefix}_{flag.lstrip('-').replace('-', '_').upper()}"
@@ -62,6 +64,7 @@ class PipelineArguments:
     def option(self, flag: str, help: str, default: Any = None, **kwargs: Any) -> None:
         """`--flag VALUE`, defaulting to `<PREFIX>_FLAG`, then to `default`."""
         env = self.env_name(flag)
+        self.flags[flag.lstrip("-").replace("-", "_")] = flag
         shown = f"; default {default}" if default is not None else ""
         self.parser.add_argument(
             flag, default=env_value(env) or default, help=f"{help} (env {env}{shown})", **kwargs
