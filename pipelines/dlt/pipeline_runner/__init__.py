@@ -3,11 +3,13 @@
 A pipeline script is its source plus one call (the dash in `dlt-<name>.py` keeps scripts
 unimportable; this package is what they share)::
 
+    import os
     import sys
     from pathlib import Path
 
     HERE = Path(__file__).resolve().parent
     sys.path.insert(0, str(HERE))  # the packages beside the script
+    os.environ.setdefault("DLT_PROJECT_DIR", str(HERE))  # read pipelines/dlt/.dlt/ from anywhere
 
     from leaderboards import leaderboards  # noqa: E402  (your dlt source)
     from pipeline_runner import PipelineArguments, run_pipeline  # noqa: E402
