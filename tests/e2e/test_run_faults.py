@@ -241,6 +241,7 @@ def test_two_checkouts_run_at_once_each_in_its_own_working_directory(
     for proc, out in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, out
     for checkout in checkouts:
+        assert (checkout / ".dlt-data" / "pipelines" / "chess_com" / "state.json").is_file()
         pipeline.db_path = checkout / "chess_com.duckdb"
         assert_exactly_served(pipeline, world)
 
