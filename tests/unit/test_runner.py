@@ -13,6 +13,8 @@ from typing import Any
 import dlt
 import duckdb
 import pytest
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
 
 from chess_com.report import Backfill, RunReport
 from pipeline_runner import (
@@ -243,14 +245,18 @@ def toy(count: int = dlt.config.value) -> Any:
 
 
 @pytest.fixture
-def toy_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def toy_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)
     for key in list(os.environ):
         if key.startswith(("TOY_", "SOURCES__", "DESTINATION__", "KESTRA_", "DLT_")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt-data"))
     monkeypatch.setenv("DLT_PROJECT_DIR", str(tmp_path))  # no project config
-    return tmp_path
+    yield tmp_path
+    # run_pipeline ran dlt in this process: leave no active pipeline to later tests.
+    context = Container()[PipelineContext]
+    if context.is_active():
+        context.deactivate()
 
 
 def run_toy(*argv: str) -> int:
