@@ -5,14 +5,24 @@ Loads the given games (as the API served them, shaped by the source's own `game_
 into DuckDB with the same table hints, file format and settings as the real script, but
 without any HTTP. Its wall time (process start to exit, like the script's) is the
 "normalize and load the same rows" term of the cold-load target in bench/bench.py.
+
+Probe options (bench/bench.py `--only arrow`): `--arrow` yields each batch as a pyarrow
+Table instead of dicts (dlt's Arrow path skips most of normalize), `--per-load N` splits
+the games into loads of N (as `max_games_per_load` does), `--copies K` loads the file's
+games K times with fresh uuids (a big load from a small file). It prints dlt's step times
+as JSON.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pipelines" / "dlt"))
@@ -23,30 +33,89 @@ import dlt  # noqa: E402
 from chess_com.records import GAME_COLUMNS, game_row  # noqa: E402
 from pipeline_runner import LOADER_FILE_FORMAT  # noqa: E402
 
+BATCH = 300  # a month's archive at a time, as the source yields them
+
+
+def arrow_table(rows: list[dict[str, Any]]) -> Any:
+    """Rows as one pyarrow Table, column by column (a key missing from a row is null;
+    `pa.Table.from_pylist` would take the columns of the first row only)."""
+    import pyarrow as pa
+
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    return pa.table({name: [row.get(name) for row in rows] for name in names})
+
+
+def batches(games: list[dict[str, Any]], copies: int, arrow: bool) -> Iterator[Any]:
+    for copy in range(copies):
+        for i in range(0, len(games), BATCH):
+            rows = [game_row(g) for g in games[i : i + BATCH]]
+            if copy:
+                for row in rows:
+                    row["uuid"] = f"{row['uuid'][:-6]}{copy:06d}"
+            yield arrow_table(rows) if arrow else rows
+
 
 def main() -> int:
-    games_file, workdir = sys.argv[1], Path(sys.argv[2])
-    games = json.loads(Path(games_file).read_text())
-
-    # The same table, key and column hints as the source's players_games resource.
-    @dlt.resource(
-        name="players_games",
-        write_disposition="merge",
-        primary_key="uuid",
-        columns=GAME_COLUMNS,
-    )
-    def rows():
-        batch = 300  # a month's archive at a time, as the source yields them
-        for i in range(0, len(games), batch):
-            yield [game_row(g) for g in games[i : i + batch]]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("games_file")
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--arrow", action="store_true")
+    parser.add_argument("--per-load", type=int, default=0, help="games per load (0: one load)")
+    parser.add_argument("--copies", type=int, default=1)
+    args = parser.parse_args()
+    games = json.loads(Path(args.games_file).read_text())
+    total = len(games) * args.copies
+    per_load = args.per_load or total
 
     pipeline = dlt.pipeline(
         "chess_load_only",
-        destination=dlt.destinations.duckdb(str(workdir / "load_only.duckdb")),
+        destination=dlt.destinations.duckdb(str(args.workdir / "load_only.duckdb")),
         dataset_name="chess",
-        pipelines_dir=str(workdir / "pipelines"),
+        pipelines_dir=str(args.workdir / "pipelines"),
     )
-    pipeline.run(rows(), loader_file_format=LOADER_FILE_FORMAT)
+    source = batches(games, args.copies, args.arrow)
+    # shape: game_row (and the Arrow conversion) outside dlt, as the source does in extract
+    steps: dict[str, float] = {"shape": 0.0, "extract": 0.0, "normalize": 0.0, "load": 0.0}
+    loads = 0
+    started = time.perf_counter()
+    while True:
+        chunk: list[Any] = []
+        taken = 0
+        shaping = time.perf_counter()
+        for batch in source:
+            chunk.append(batch)
+            taken += len(batch) if not args.arrow else batch.num_rows
+            if taken >= per_load:
+                break
+        steps["shape"] += time.perf_counter() - shaping
+        if not chunk:
+            break
+
+        # The same table, key and column hints as the source's players_games resource.
+        rows = dlt.resource(
+            iter(chunk),
+            name="players_games",
+            write_disposition="merge",
+            primary_key="uuid",
+            columns=GAME_COLUMNS,
+        )
+
+        pipeline.run(rows, loader_file_format=LOADER_FILE_FORMAT)
+        loads += 1
+        for step in pipeline.last_trace.steps:
+            if step.step in steps and step.finished_at:
+                steps[step.step] += (step.finished_at - step.started_at).total_seconds()
+    print(
+        json.dumps(
+            {
+                "games": total,
+                "loads": loads,
+                "arrow": args.arrow,
+                "steps_s": {k: round(v, 3) for k, v in steps.items()},
+                "run_s": round(time.perf_counter() - started, 3),
+            }
+        )
+    )
     return 0
 
 

@@ -1,0 +1,145 @@
+"""The benchmark's own helpers (bench/): what their figures are computed from."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+
+from dlt.common.versioned_state import compress_state, decompress_state
+
+from bench.backfill import rss_quarters
+from bench.fixed_costs import slowest_imports
+from bench.harness import Run
+from bench.lazy_api import GameFactory, LazyChessCom
+from bench.state_size import (
+    compact_state,
+    current_state,
+    measure,
+    measure_stored,
+    month_ranges,
+    months_back,
+)
+from tests.fake_chesscom.world import load_fixture
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+UA = {"User-Agent": "tests"}
+
+
+def test_months_back_crosses_years() -> None:
+    assert months_back(3, "2026/02") == ["2025/12", "2026/01", "2026/02"]
+    assert len(months_back(120, "2026/11")) == 120
+    assert months_back(120, "2026/11")[0] == "2016/12"
+
+
+def test_month_ranges_joins_consecutive_months_only() -> None:
+    months = ["2026/11", "2026/09", "2026/10", "2025/12", "2026/01", "2024/05", "2026/10"]
+    assert month_ranges(months) == "2024/05,2025/12..2026/01,2026/09..2026/11"
+    assert month_ranges([]) == ""
+
+
+def test_current_state_has_every_player_month_as_the_source_keeps_it() -> None:
+    state = current_state(4, 12, "2026/11", games=7)
+    book = state["sources"]["chess"]["resources"]["archive_months"]["players"]
+    assert len(book) == 4
+    months = book["member00002"]["months"]
+    assert list(months) == months_back(12, "2026/11")
+    assert months["2026/11"]["final"] is False and months["2026/10"]["final"] is True
+    assert months["2026/10"]["games"] == 7
+    assert months["2026/10"]["etag"] != book["member00003"]["months"]["2026/10"]["etag"]
+    assert set(state["sources"]["chess"]["resources"]["players_stats"]["validators"]) == set(book)
+
+
+def test_state_size_grows_with_months_today_but_not_in_the_proposed_shape() -> None:
+    small, large = current_state(50, 12, "2026/11"), current_state(50, 120, "2026/11")
+    assert measure(large).stored_bytes > 5 * measure(small).stored_bytes
+    compact_small = measure(compact_state(50, 12, "2026/11")).stored_bytes
+    compact_large = measure(compact_state(50, 120, "2026/11")).stored_bytes
+    assert abs(compact_large - compact_small) < 0.05 * compact_small
+
+
+def test_stored_size_is_dlts_encoding_of_the_state() -> None:
+    state = current_state(10, 6, "2026/11")
+    stored = compress_state(state)  # type: ignore[arg-type]
+    assert decompress_state(stored) == state
+    size = measure_stored(stored)
+    assert size.stored_bytes == len(stored)
+    assert size.json_bytes == measure(state).json_bytes > size.stored_bytes
+
+
+def test_slowest_imports_counts_only_what_the_script_imports_itself() -> None:
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       100 |        100 |   dlt.common.json",
+            "import time:       500 |    2000000 | dlt",
+            "import time:        10 |     300000 | chess_com.records",
+            "import time:        20 |     200000 | chess_com",
+            "not an import line",
+        ]
+    )
+    assert slowest_imports(stderr) == {"dlt": 2.0, "chess_com": 0.5}
+
+
+def _run(samples: list[float]) -> Run:
+    return Run(
+        0, 0, 0, {}, {}, 0, 0, {}, 0, 0, {}, [(i * 0.25, mb) for i, mb in enumerate(samples)]
+    )
+
+
+def test_rss_quarters_gives_each_quarters_peak() -> None:
+    assert rss_quarters(_run([10, 30, 20, 25, 50, 40, 35, 60])) == [30, 25, 50, 60]
+    assert rss_quarters(_run([])) == []
+
+
+def test_factory_games_are_full_recorded_games_with_new_ids_and_deterministic() -> None:
+    factory = GameFactory(seed=5)
+    games = factory.month("Alice", "2026/10", 40, NOW)
+    served = json.loads(factory.encode(games))["games"]
+    template_keys = {frozenset(g) for g in load_fixture("games.json")["games"]}
+    assert all(frozenset(g) in template_keys for g in served)
+    assert len({g["uuid"] for g in served}) == 40
+    assert all(uuid.UUID(g["uuid"]).version == 4 for g in served)
+    assert [g["end_time"] for g in served] == sorted(g["end_time"] for g in served)
+    assert all("Alice" in (g["white"]["username"], g["black"]["username"]) for g in served)
+    assert factory.encode(factory.month("Alice", "2026/10", 40, NOW)) == factory.encode(games)
+    other = factory.month("Alice", "2026/09", 40, NOW)
+    assert not {g["uuid"] for g in other} & {g["uuid"] for g in served}
+    assert json.loads(factory.encode([])) == {"games": []}
+
+
+def _get(api: LazyChessCom, path: str, **headers: str) -> tuple[int, bytes, dict[str, str]]:
+    request = urllib.request.Request(api.base_url + path, headers={**UA, **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read(), dict(response.headers.items())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers.items())
+
+
+def test_lazy_api_serves_months_with_stable_validators_and_new_games_change_them() -> None:
+    with LazyChessCom(["alice"], months=3, games_per_month=5) as api:
+        first, last = api.month_keys[0], api.month_keys[-1]
+        status, body, _ = _get(api, "/player/alice/games/archives")
+        assert status == 200
+        assert [u.rsplit("/games/", 1)[1] for u in json.loads(body)["archives"]] == api.month_keys
+        status, body, headers = _get(api, f"/player/alice/games/{first}")
+        assert status == 200 and len(json.loads(body)["games"]) == 5
+        assert (
+            _get(api, f"/player/alice/games/{first}", **{"If-None-Match": headers["ETag"]})[0]
+            == 304
+        )
+        _, before, old = _get(api, f"/player/alice/games/{last}")
+        api.add_games("alice", last, 2)
+        status, after, new = _get(
+            api, f"/player/alice/games/{last}", **{"If-None-Match": old["ETag"]}
+        )
+        assert status == 200 and new["ETag"] != old["ETag"]
+        old_ids = {g["uuid"] for g in json.loads(before)["games"]}
+        new_ids = {g["uuid"] for g in json.loads(after)["games"]}
+        assert old_ids < new_ids and len(new_ids) == 7
+        assert api.total_games == 3 * 5 + 2
+        assert _get(api, "/player/nobody/games/archives")[0] == 404
+        assert _get(api, "/player/alice/games/1999/01")[0] == 200  # an empty month, as the base
