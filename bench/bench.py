@@ -19,6 +19,8 @@ Scenarios (defaults as in the benchmark issues; `--quick` runs the first group o
            mid-run and resumed (bench/backfill.py)
   state    dlt state size at 1,000 players x 3..120 months, today's shape and the
            proposed one (bench/state_size.py)
+  probe    20,000 games loaded by dlt alone: dict rows vs Arrow tables, loads of 5000
+           vs one, DuckDB memory limit (bench/probes.py)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,12 +47,13 @@ from bench.backfill import bench_backfill  # noqa: E402
 from bench.club import bench_club  # noqa: E402
 from bench.fixed_costs import bench_fixed  # noqa: E402
 from bench.harness import Bench, Scenario, clean_env  # noqa: E402
+from bench.probes import bench_probe_load  # noqa: E402
 from bench.state_size import compact_state, current_state, measure  # noqa: E402
 from tests.fake_chesscom import FakeChessCom, World, recent_months  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 QUICK = ("fixed", "cold", "scale")
-GROUPS = ("fixed", "cold", "scale", "club", "backfill", "state")
+GROUPS = ("fixed", "cold", "scale", "club", "backfill", "state", "probe")
 
 
 def fresh(
@@ -224,7 +228,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backfill-players", type=int, default=20)
     parser.add_argument("--backfill-months", type=int, default=100)
     parser.add_argument("--backfill-games", type=int, default=500)
-    parser.add_argument("--resume-months", type=int, default=10, help="months of the killed run")
+    parser.add_argument("--resume-months", type=int, default=5, help="months of the killed run")
+    parser.add_argument("--probe-copies", type=int, default=4, help="x 5000 games per probe")
     parser.add_argument("--state-months", default="3,12,60,120", help="state size at these")
     args = parser.parse_args()
     groups = QUICK if args.quick else GROUPS
@@ -239,6 +244,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    # `kill` of the bench: unwind, so the scripts it started stop and temp dirs go.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     scenarios: list[Scenario] = []
     load_avg = [os.getloadavg()]
@@ -272,6 +279,8 @@ def main() -> int:
     if "state" in args.groups:
         months = [int(m) for m in args.state_months.split(",")]
         scenarios.append(bench_state(args.club_players, months))
+    if "probe" in args.groups:
+        scenarios.append(bench_probe_load(args.probe_copies))
     elapsed = time.perf_counter() - started
     load_avg.append(os.getloadavg())
 

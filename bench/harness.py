@@ -100,6 +100,24 @@ class RssSampler(threading.Thread):
                 self.samples.append((round(time.perf_counter() - self.started, 2), round(value, 1)))
 
 
+def _wait(
+    proc: subprocess.Popen[bytes], kill_when: Callable[[], bool] | None
+) -> tuple[bool, int, Any]:
+    """Reap the script (wait4, not poll: its rusage has the peak RSS); with `kill_when`,
+    SIGKILL it as soon as that says so. Returns (killed, wait status, rusage)."""
+    killed = False
+    while kill_when is not None and not killed:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return False, status, usage
+        if kill_when():
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+        time.sleep(0.05)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return killed, status, usage
+
+
 class Bench:
     """One working directory (dlt state + DuckDB file) against one fake API."""
 
@@ -147,23 +165,17 @@ class Bench:
             )
             sampler = RssSampler(proc.pid, started)
             sampler.start()
-            killed = False
-            pid = 0
-            while kill_when is not None and not killed:
-                # wait4 (not poll) reaps the child: its rusage is the peak RSS.
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                if kill_when():
-                    proc.send_signal(signal.SIGKILL)
-                    killed = True
-                time.sleep(0.05)
-            if not pid:
-                _, status, usage = os.wait4(proc.pid, 0)
+            try:
+                killed, status, usage = _wait(proc, kill_when)
+            except BaseException:  # the bench is stopped: so is the script
+                proc.kill()
+                proc.wait()
+                raise
+            finally:
+                sampler.done.set()
+                sampler.join()
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
             wall = time.perf_counter() - started
-            sampler.done.set()
-            sampler.join()
         code = proc.returncode
         if not killed and code not in (0, 1):
             raise SystemExit(f"pipeline failed ({code}):\n{log.read_text()[-4000:]}")
