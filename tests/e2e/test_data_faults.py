@@ -55,11 +55,12 @@ def loaded_games(pipeline: Pipeline) -> list[str]:
         return []
 
 
-def assert_loaded_exactly(pipeline: Pipeline, expected: set[str]) -> None:
+def assert_loaded_exactly(pipeline: Pipeline, expected: set[str], run: Run | None = None) -> None:
     uuids = loaded_games(pipeline)
     assert len(uuids) == len(set(uuids)), "duplicate games"
     missing, unexpected = expected - set(uuids), set(uuids) - expected
-    assert not missing and not unexpected, (len(missing), len(unexpected))
+    output = run.output if run else ""
+    assert not missing and not unexpected, (len(missing), len(unexpected), output)
 
 
 def clean_rerun(pipeline: Pipeline, api: FakeChessCom, world: World) -> Run:
@@ -67,7 +68,7 @@ def clean_rerun(pipeline: Pipeline, api: FakeChessCom, world: World) -> Run:
     api.latency = 0
     rerun = pipeline.run()
     assert rerun.returncode == 0, rerun.output
-    assert_loaded_exactly(pipeline, served_games(world))
+    assert_loaded_exactly(pipeline, served_games(world), rerun)
     return rerun
 
 
@@ -156,7 +157,7 @@ def test_malformed_month_fails_only_that_month_and_is_fetched_again(
     # A month whose `games` is not a list loads nothing; otherwise all but game 4 load.
     valid = [g for i, g in enumerate(games) if i != 3] if isinstance(games, list) else []
     assert_loaded_exactly(
-        pipeline, served_games(world, without={("carol-c", FINISHED)}, extra=valid)
+        pipeline, served_games(world, without={("carol-c", FINISHED)}, extra=valid), run
     )
     # Not done, not final: the month is asked for again, in full.
     assert archive_status(pipeline, "carol-c", FINISHED) == [("failed", False)]
@@ -181,7 +182,7 @@ def test_profile_with_bad_last_online_fails_that_profile_only(
 
     run = pipeline.run()
     assert run.returncode == 1, run.output
-    assert_loaded_exactly(pipeline, served_games(world))  # bob_b's games are fine
+    assert_loaded_exactly(pipeline, served_games(world), run)  # bob_b's games are fine
     assert pipeline.query("select username from chess.players_profiles order by 1") == [
         ("alice",),
         ("carol-c",),
@@ -203,7 +204,7 @@ def test_empty_object_month_is_a_failure_not_a_done_month(
     api.override(month_path("alice", FINISHED), body={})
     run = pipeline.run()
     assert run.returncode == 1, run.output
-    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}))
+    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}), run)
     assert archive_status(pipeline, "alice", FINISHED) == [("failed", False)]
     assert (
         f"alice: {FINISHED}: invalid archive: games: Field required (got {{}}) in "
@@ -219,7 +220,7 @@ def test_listed_month_answered_empty_is_not_recorded(
     run, report = run_json(pipeline)
     # Nothing the server served is lost, so the run succeeds, with a warning.
     assert run.returncode == 0, run.output
-    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}))
+    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}), run)
     clean_rerun(pipeline, api, world)  # the month was not recorded done: its games come now
     assert archive_status(pipeline, "alice", FINISHED) == [("downloaded", True)]
 
@@ -238,7 +239,7 @@ def test_304_to_a_request_without_validators_is_a_protocol_error(
     api.override(month_path("bob_b", FINISHED), not_modified=True)
     run = pipeline.run()
     assert run.returncode == 1, run.output
-    assert_loaded_exactly(pipeline, served_games(world, without={("bob_b", FINISHED)}))
+    assert_loaded_exactly(pipeline, served_games(world, without={("bob_b", FINISHED)}), run)
     assert archive_status(pipeline, "bob_b", FINISHED) == [("failed", False)]
     assert (
         f"bob_b: 304 Not Modified from {api.base_url}/player/bob_b/games/{FINISHED} "
@@ -253,7 +254,7 @@ def test_listed_month_answered_404_is_missing_with_a_warning(
     api.override(month_path("alice", FINISHED), status=404, body={"message": "Date is invalid."})
     run = pipeline.run()
     assert run.returncode == 0, run.output  # the server served nothing for it: nothing lost
-    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}))
+    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}), run)
     assert archive_status(pipeline, "alice", FINISHED) == []  # nothing recorded
     assert (
         f"warning: alice: {FINISHED} is in the archive list but 404 Not Found: "
@@ -272,7 +273,7 @@ def test_empty_archive_list_is_not_cached(
     # Only the current month is planned without a list: the served list named no other.
     current = recent_months(1)[0]
     earlier = {("bob_b", m) for m in recent_months(4) if m != current}
-    assert_loaded_exactly(pipeline, served_games(world, without=earlier))
+    assert_loaded_exactly(pipeline, served_games(world, without=earlier), run)
     clean_rerun(pipeline, api, world)  # the empty list was not kept: bob_b's months come now
     assert (
         f"warning: bob_b: archive list {api.base_url}/player/bob_b/games/archives is empty: "
@@ -311,7 +312,7 @@ def test_malformed_archive_list_fails_that_player_and_is_not_cached(
     assert run.returncode == 1, run.output
     # bob_b's months wait for a readable list; the others load.
     bob = {("bob_b", m) for m in recent_months(4)}
-    assert_loaded_exactly(pipeline, served_games(world, without=bob))
+    assert_loaded_exactly(pipeline, served_games(world, without=bob), run)
     clean_rerun(pipeline, api, world)  # the bad list was not kept
     failure = [line for line in run.stdout.splitlines() if line.startswith("  - bob_b:")]
     assert len(failure) == 1, run.output
@@ -337,12 +338,12 @@ def test_known_gone_player_is_a_warning_unknown_player_stays_a_failure(
     assert list(report["gone_players"]) == ["gonzo"] and report["players_failed"] == {}
     assert "gonzo" not in report["players_loaded"]
     assert not [p for p in api.stats.paths() if "/gonzo" in p]  # not requested again
-    assert_loaded_exactly(pipeline, served_games(world))
+    assert_loaded_exactly(pipeline, served_games(world), second)
 
     third = pipeline.run(SOURCES__CHESS__PLAYERS=f"{players},nosuchplayer")
     assert third.returncode == 1, third.output
     assert "nosuchplayer: unknown player (404)" in third.stdout
-    assert_loaded_exactly(pipeline, served_games(world))
+    assert_loaded_exactly(pipeline, served_games(world), third)
 
 
 # -- case 7: a trickling server is never cut off ----------------------------------------
@@ -358,7 +359,7 @@ def test_trickling_answer_is_cut_off_and_fetched_again(
         f"alice: {api.base_url}/player/alice/games/{FINISHED} took longer than 2 s "
         "(SOURCES__CHESS__REQUEST_DEADLINE_S): cut off"
     ) in run.stdout
-    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}))
+    assert_loaded_exactly(pipeline, served_games(world, without={("alice", FINISHED)}), run)
     assert archive_status(pipeline, "alice", FINISHED) == [("failed", False)]
     clean_rerun(pipeline, api, world)
 
@@ -380,7 +381,7 @@ def test_run_deadline_leaves_the_rest_for_the_next_run(
     )
     everything = {(p.lower(), m) for p in PLAYERS for m in recent_months(4)}
     assert ("alice", FINISHED) not in downloaded
-    assert_loaded_exactly(pipeline, served_games(world, without=everything - set(downloaded)))
+    assert_loaded_exactly(pipeline, served_games(world, without=everything - set(downloaded)), run)
     clean_rerun(pipeline, api, world)
 
 
