@@ -1,11 +1,11 @@
 """Probes for the next changes to the source: the same games loaded by dlt alone
 (bench/load_only.py, no HTTP) in different ways, to see what would move games/s.
 
-`probe-load` modes, each in a fresh process and directory:
-- `dicts, 5000 per load`: what the source does today (dict rows, `max_games_per_load`);
-- `dicts, one load`: the per-load fixed cost, by difference;
-- `arrow, 5000 per load` / `arrow, one load`: rows as pyarrow Tables (dlt's Arrow path);
-- `dicts, one load, DuckDB 1GB`: without the project's 128 MB DuckDB `memory_limit`.
+`probe-load` modes (`MODES`), each in a fresh process and directory: what the source does
+today (dict rows, loads of `max_games_per_load` = 5000), one load for all (the per-load
+fixed cost, by difference), staged rows declared deduplicated (dlt's merge then skips its
+ROW_NUMBER() pass), DuckDB without the project's 128 MB `memory_limit`, and rows as
+pyarrow Tables (dlt's Arrow path), alone and with the rest.
 """
 
 from __future__ import annotations
@@ -25,14 +25,17 @@ from .lazy_api import GameFactory
 
 LOAD_ONLY = ROOT / "bench" / "load_only.py"
 BASE_GAMES = 5000
+ONE_GB = {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{"memory_limit": "1GB"}'}
+PER_LOAD = ["--per-load", "5000"]
 MODES: dict[str, tuple[list[str], dict[str, str]]] = {
-    "dicts, 5000 per load": (["--per-load", "5000"], {}),
+    "today: dicts, 5000 per load": (PER_LOAD, {}),
     "dicts, one load": ([], {}),
-    "arrow, 5000 per load": (["--arrow", "--per-load", "5000"], {}),
-    "arrow, one load": (["--arrow"], {}),
-    "dicts, one load, DuckDB 1GB": (
-        [],
-        {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{"memory_limit": "1GB"}'},
+    "dicts, 5000 per load, deduplicated": ([*PER_LOAD, "--deduplicated"], {}),
+    "dicts, 5000 per load, DuckDB 1GB": (PER_LOAD, ONE_GB),
+    "arrow, 5000 per load": ([*PER_LOAD, "--arrow"], {}),
+    "arrow, 5000 per load, deduplicated, DuckDB 1GB": (
+        [*PER_LOAD, "--arrow", "--deduplicated"],
+        ONE_GB,
     ),
 }
 
