@@ -108,15 +108,25 @@ def test_killed_full_refresh_is_completed_by_the_next_run(
 # -- case 3: a package that fails to load ------------------------------------------------
 
 
+def set_first_pgn(world: World, pgn: str) -> str:
+    """Serve `pgn` as the first game's of alice's second-to-last month; returns the month.
+
+    A ~27 MB PGN passes every record check, but DuckDB's merge of it fails under the
+    project's memory cap (.dlt/config.toml) on every attempt."""
+    month = recent_months(4)[1]
+    document = world.players["alice"].months[month]
+    document.body["games"][0]["pgn"] = pgn
+    document.touch()
+    return month
+
+
+UNLOADABLE_PGN = "1. e4 e5 " * 3_000_000
+
+
 def test_a_package_that_fails_to_load_is_aborted_named_and_fetched_again(
     pipeline: Pipeline, api: FakeChessCom, world: World
 ) -> None:
-    # A ~27 MB PGN: passes every record check, but DuckDB's merge of it fails under the
-    # project's memory cap (.dlt/config.toml) on every attempt.
-    month = recent_months(4)[1]
-    document = world.players["alice"].months[month]
-    document.body["games"][0]["pgn"] = "1. e4 e5 " * 3_000_000
-    document.touch()
+    month = set_first_pgn(world, UNLOADABLE_PGN)
 
     failed = pipeline.run()
     assert failed.returncode == 1, failed.output
@@ -131,8 +141,7 @@ def test_a_package_that_fails_to_load_is_aborted_named_and_fetched_again(
 
     # The API serves a normal game again: the next run is not blocked by the failed
     # package and fetches everything it carried (its state was never committed).
-    document.body["games"][0]["pgn"] = "1. e4 e5 2. Nf3 Nc6"
-    document.touch()
+    set_first_pgn(world, "1. e4 e5 2. Nf3 Nc6")
     api.stats.reset()
     rerun = pipeline.run()
     assert rerun.returncode == 0, rerun.output
@@ -147,15 +156,11 @@ def test_a_package_that_fails_to_load_is_aborted_named_and_fetched_again(
 def test_a_pending_package_that_cannot_load_does_not_block_the_next_runs(
     pipeline: Pipeline, api: FakeChessCom, world: World
 ) -> None:
-    month = recent_months(4)[1]
-    document = world.players["alice"].months[month]
-    document.body["games"][0]["pgn"] = "1. e4 e5 " * 3_000_000
-    document.touch()
+    set_first_pgn(world, UNLOADABLE_PGN)
     # Killed while dlt retries the failing load: the package stays in the working directory.
     kill_while_loading(pipeline)
 
-    document.body["games"][0]["pgn"] = "1. e4 e5 2. Nf3 Nc6"
-    document.touch()
+    set_first_pgn(world, "1. e4 e5 2. Nf3 Nc6")
     run = pipeline.run()
     assert run.returncode == 0, run.output
     assert "the pending package of an interrupted run could not be loaded and was aborted" in (
