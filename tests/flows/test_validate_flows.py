@@ -31,14 +31,16 @@ def rules_for(tmp_path: Path, flow: dict[str, Any] | str) -> list[validate_flows
     return validate_flows.validate([file], validate_flows.deployed_secret_names())
 
 
-def test_real_flow_is_valid() -> None:
+def test_every_flow_in_pipelines_is_valid() -> None:
     result = subprocess.run(
         [sys.executable, str(VALIDATOR), str(ROOT / "pipelines")],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 flow(s) checked, 0 violation(s)" in result.stderr
+    flows = len(list((ROOT / "pipelines").glob("*.yml")))
+    assert flows >= 1
+    assert f"{flows} flow(s) checked, 0 violation(s)" in result.stderr
 
 
 def task(flow: dict[str, Any]) -> dict[str, Any]:
