@@ -260,3 +260,20 @@ def test_the_new_script_runs_locally(regenerated: Path, tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "chess_profiles.duckdb"), read_only=True) as con:
         rows = con.execute("select username from profiles.player_profiles order by 1").fetchall()
     assert rows == [("hikaru",), ("magnuscarlsen",)]
+
+
+def test_the_generic_checks_pass_with_two_pipelines(regenerated: Path) -> None:
+    """Checks that hold for every flow, run in the copy: none assumes a single pipeline."""
+    for env in (".venv-tools", ".venv-ops"):  # tools the checks need, as `make install` left them
+        if (ROOT / env).exists() and not (regenerated / env).exists():
+            (regenerated / env).symlink_to(ROOT / env)
+    checks = ["tests/flows", "tests/test_pins.py", "tests/k8s/test_manifests.py"]
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *checks],
+        cwd=regenerated,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert re.search(r"\d+ passed", out.stdout) and "failed" not in out.stdout
