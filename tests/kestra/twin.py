@@ -30,7 +30,6 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -397,7 +396,3 @@ class Execution:
         task = self.task(task_id)
         lines = ["set -e", *task.get("beforeCommands", []), *task.get("commands", [])]
         return "\n".join(self.render(line) for line in lines)
-
-
-def iter_tasks(flow: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield from flow.get("tasks", [])
