@@ -225,6 +225,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--club-months", type=int, default=3)
     parser.add_argument("--club-games", type=int, default=20)
     parser.add_argument("--club-repeat", type=int, default=2, help="warm club runs")
+    parser.add_argument(
+        "--club-max-games-per-load", type=int, help="what-if: the source's games budget per load"
+    )
     parser.add_argument("--backfill-players", type=int, default=20)
     parser.add_argument("--backfill-months", type=int, default=100)
     parser.add_argument("--backfill-games", type=int, default=500)

@@ -70,7 +70,11 @@ def bench_club(args: argparse.Namespace) -> list[Scenario]:
         max_in_flight=args.in_flight,
     ).start()
     try:
-        with Bench(api, players) as bench:
+        extra = {}
+        if args.club_max_games_per_load:  # what-if: fewer, larger loads
+            extra["SOURCES__CHESS__MAX_GAMES_PER_LOAD"] = str(args.club_max_games_per_load)
+            cold.description += f", max_games_per_load={args.club_max_games_per_load}"
+        with Bench(api, players, extra) as bench:
             run = bench.run()
             cold.runs.append(run)
             expected = api.total_games
