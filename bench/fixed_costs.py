@@ -3,6 +3,9 @@
 - interpreter: `python -c pass`;
 - imports: the script's `--help` (Python, dlt, the source and the runner imported; exits
   before any pipeline is made), and the packages that take longest (`-X importtime`);
+  again with compiled bytecode cached (in a temp `PYTHONPYCACHEPREFIX`): a fresh Kestra
+  container compiles every module on import, as does any environment that sets
+  `PYTHONDONTWRITEBYTECODE` over a venv installed without `--compile-bytecode`;
 - first load: `bench/load_only.py` with one game (a pipeline, its schema and one load into
   a new DuckDB file), minus the imports.
 Each is the median of `repeat` process runs.
@@ -11,6 +14,7 @@ Each is the median of `repeat` process runs.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -54,6 +58,11 @@ def bench_fixed(repeat: int, game: dict[str, Any]) -> Scenario:
     scenario = Scenario("fixed", "fixed costs of one run (median of process runs)")
     python = timed([sys.executable, "-c", "pass"], repeat)
     imports = timed([sys.executable, str(SCRIPT), "--help"], repeat)
+    with tempfile.TemporaryDirectory(prefix="chess-pycache-") as cache:
+        env = {k: v for k, v in clean_env().items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = cache
+        timed([sys.executable, str(SCRIPT), "--help"], 1, env)  # compiles and caches
+        cached = timed([sys.executable, str(SCRIPT), "--help"], repeat, env)
     with tempfile.TemporaryDirectory(prefix="chess-fixed-") as workdir:
         games = Path(workdir) / "games.json"
         games.write_text(json.dumps([game]))
@@ -72,6 +81,8 @@ def bench_fixed(repeat: int, game: dict[str, Any]) -> Scenario:
     scenario.checks.update(
         interpreter_s=round(python, 3),
         script_imports_s=round(imports, 3),
+        script_imports_bytecode_cached_s=round(cached, 3),
+        pythondontwritebytecode_set=bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
         load_only_1_game_s=round(load_process, 3),
         first_load_s=round(load_process - imports, 3),
         slowest_imports_s=slowest_imports(profile.stderr),
