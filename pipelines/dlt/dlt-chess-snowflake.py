@@ -27,7 +27,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
     The HTTP pool, DuckDB and Arrow threads each get an arena by default and memory freed
     in one is not reused by another: RSS then grows with the size of the backfill instead
-    of staying flat (measured: bench/README). Same as MALLOC_ARENA_MAX=2; no-op off glibc.
+    of staying flat (measured: README, "Benchmark"). Same as MALLOC_ARENA_MAX=2; no-op off glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -9,7 +9,7 @@ the caller instead of stopping the extract for everyone.
 Epoch seconds become timezone-aware timestamps (TIMESTAMP_TZ in Snowflake). A game's
 `white`, `black` and `accuracies` objects are flattened here into the very columns dlt
 would make (`white__username`, `accuracies__white`, ...): same schema, ~25% less
-normalize time (bench/README).
+normalize time (README, "Benchmark").
 """
 
 from __future__ import annotations
