@@ -18,6 +18,8 @@ import json
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -351,3 +353,13 @@ def _apply(
 
 def _error(code: int, message: str) -> bytes:
     return json.dumps({"code": code, "message": message}).encode()
+
+
+def http_get(base_url: str, path: str, **headers: str) -> tuple[int, bytes, dict[str, str]]:
+    """GET a path of a running server (with a User-Agent): status, body, headers."""
+    request = urllib.request.Request(base_url + path, headers={"User-Agent": "tests", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read(), dict(response.headers.items())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers.items())

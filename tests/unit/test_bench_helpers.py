@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 
@@ -22,10 +20,10 @@ from bench.state_size import (
     month_ranges,
     months_back,
 )
+from tests.fake_chesscom import http_get
 from tests.fake_chesscom.world import load_fixture
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
-UA = {"User-Agent": "tests"}
 
 
 def test_months_back_crosses_years() -> None:
@@ -111,12 +109,7 @@ def test_factory_games_are_full_recorded_games_with_new_ids_and_deterministic() 
 
 
 def _get(api: LazyChessCom, path: str, **headers: str) -> tuple[int, bytes, dict[str, str]]:
-    request = urllib.request.Request(api.base_url + path, headers={**UA, **headers})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read(), dict(response.headers.items())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), dict(exc.headers.items())
+    return http_get(api.base_url, path, **headers)
 
 
 def test_lazy_api_serves_months_with_stable_validators_and_new_games_change_them() -> None:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
-from tests.fake_chesscom import FakeChessCom, World, recent_months
-
-UA = {"User-Agent": "tests"}
+from tests.fake_chesscom import FakeChessCom, World, http_get, recent_months
 
 
 @pytest.fixture
@@ -24,12 +20,7 @@ def api() -> Iterator[FakeChessCom]:
 
 
 def get(api: FakeChessCom, path: str, **headers: str) -> tuple[int, bytes, dict[str, str]]:
-    request = urllib.request.Request(api.base_url + path, headers={**UA, **headers})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read(), dict(response.headers.items())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), dict(exc.headers.items())
+    return http_get(api.base_url, path, **headers)
 
 
 def test_raw_body_n_times_then_normal(api: FakeChessCom) -> None:
