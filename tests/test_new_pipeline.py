@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,21 +131,19 @@ def git(repo: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def repo() -> Iterator[Path]:
     """A temp copy of this checkout as git would push it (uncommitted edits included)."""
-    copy = Path(tempfile.mkdtemp(prefix="new-pipeline-"))
-    copy.chmod(0o755)
-    names = git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
-    for name in filter(None, names.split("\0")):
-        if (ROOT / name).is_file():
+    with twin.traversable_tmp("new-pipeline-") as copy:
+        names = git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+        for name in filter(None, names.split("\0")):
+            if (ROOT / name).is_file():
+                (copy / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, copy / name)
+        git(copy, "init", "-q")
+        git(copy, "add", "-A")
+        git(copy, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "base")
+        for name, text in NEW_FILES.items():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    git(copy, "init", "-q")
-    git(copy, "add", "-A")
-    git(copy, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "base")
-    for name, text in NEW_FILES.items():
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        (copy / name).write_text(text)
-    yield copy
-    shutil.rmtree(copy, ignore_errors=True)
+            (copy / name).write_text(text)
+        yield copy
 
 
 def tool(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -213,9 +210,7 @@ def test_the_sync_pushes_it_into_its_own_namespace(regenerated: Path) -> None:
     objects = twin.kustomize(regenerated / "k8s" / "apps" / "production") + twin.kustomize(
         regenerated / "k8s" / "infrastructure" / "production"
     )
-    work = Path(tempfile.mkdtemp(prefix="new-pipeline-sync-"))
-    work.chmod(0o755)
-    try:
+    with twin.traversable_tmp("new-pipeline-sync-") as work:
         sync = twin.run_sync(objects, work)
         assert sync.ok, sync.result.stderr + str(sync.error)
         assert "chess.profiles" in sync.store.namespaces()
@@ -227,8 +222,6 @@ def test_the_sync_pushes_it_into_its_own_namespace(regenerated: Path) -> None:
         picked = execution.namespace_files("load", files)
         assert {"dlt-profiles.py", "profiles/__init__.py", "requirements.lock"} <= set(picked)
         assert any(p.startswith("pipeline_runner/") for p in picked)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_the_new_script_runs_locally(regenerated: Path, tmp_path: Path) -> None:

@@ -138,3 +138,37 @@ def expected_games_by_player(world: World, tracked: list[str]) -> set[tuple[Any,
                 )
             )
     return rows
+
+
+def loaded_games(pipeline: Pipeline) -> list[str]:
+    """Uuids in the games table; none when a failed run left no database or table."""
+    if not pipeline.db_path.exists():
+        return []
+    try:
+        return pipeline.game_uuids()
+    except duckdb.CatalogException:
+        return []
+
+
+def assert_loaded_exactly(pipeline: Pipeline, expected: set[str], run: Run | None = None) -> None:
+    """The games table holds `expected`: none lost, none duplicated, nothing else."""
+    uuids = loaded_games(pipeline)
+    assert len(uuids) == len(set(uuids)), "duplicate games"
+    missing, unexpected = expected - set(uuids), set(uuids) - expected
+    output = run.output if run else ""
+    assert not missing and not unexpected, (len(missing), len(unexpected), output)
+
+
+def assert_exactly_served(pipeline: Pipeline, world: World, run: Run | None = None) -> None:
+    """Every game the server serves now is loaded once, and nothing else."""
+    assert_loaded_exactly(pipeline, set(world.all_games()), run)
+
+
+def clean_rerun(pipeline: Pipeline, api: FakeChessCom, world: World, **env: str | None) -> Run:
+    """Faults removed, the next run succeeds and loads exactly what the server serves."""
+    api.clear_overrides()
+    api.latency = 0
+    rerun = pipeline.run(**env)
+    assert rerun.returncode == 0, rerun.output
+    assert_exactly_served(pipeline, world, rerun)
+    return rerun

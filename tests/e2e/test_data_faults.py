@@ -14,10 +14,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
-from tests.e2e.conftest import PLAYERS, Pipeline, Run
+from tests.e2e.conftest import (
+    PLAYERS,
+    Pipeline,
+    Run,
+    assert_loaded_exactly,
+    clean_rerun,
+)
 from tests.fake_chesscom import FakeChessCom, World, recent_months
 
 pytestmark = pytest.mark.e2e
@@ -43,33 +48,6 @@ def served_games(
             for game in doc.body["games"]
         }
     return uuids | {g["uuid"] for g in extra}
-
-
-def loaded_games(pipeline: Pipeline) -> list[str]:
-    """Uuids in the games table; none when a failed run left no database or table."""
-    if not pipeline.db_path.exists():
-        return []
-    try:
-        return pipeline.game_uuids()
-    except duckdb.CatalogException:
-        return []
-
-
-def assert_loaded_exactly(pipeline: Pipeline, expected: set[str], run: Run | None = None) -> None:
-    uuids = loaded_games(pipeline)
-    assert len(uuids) == len(set(uuids)), "duplicate games"
-    missing, unexpected = expected - set(uuids), set(uuids) - expected
-    output = run.output if run else ""
-    assert not missing and not unexpected, (len(missing), len(unexpected), output)
-
-
-def clean_rerun(pipeline: Pipeline, api: FakeChessCom, world: World) -> Run:
-    api.clear_overrides()
-    api.latency = 0
-    rerun = pipeline.run()
-    assert rerun.returncode == 0, rerun.output
-    assert_loaded_exactly(pipeline, served_games(world), rerun)
-    return rerun
 
 
 def summary(pipeline: Pipeline, run: Run) -> dict[str, Any]:

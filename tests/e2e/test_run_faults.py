@@ -18,18 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import Pipeline, assert_exactly_served, clean_rerun
 from tests.fake_chesscom import FakeChessCom, World, recent_months
 
 pytestmark = pytest.mark.e2e
 
 DLT_CLI = Path(sys.executable).parent / "dlt"
-
-
-def assert_exactly_served(pipeline: Pipeline, world: World) -> None:
-    uuids = pipeline.game_uuids()
-    assert len(uuids) == len(set(uuids)), "duplicate games"
-    assert set(uuids) == set(world.all_games()), "games lost"
 
 
 def kestra_outputs(stdout: str) -> dict:
@@ -82,7 +76,7 @@ def kill_while_loading(pipeline: Pipeline, *args: str, refresh: bool = False) ->
 
 @pytest.mark.parametrize("working_dir", ["emptied", "kept"])
 def test_killed_full_refresh_is_completed_by_the_next_run(
-    pipeline: Pipeline, world: World, working_dir: str
+    pipeline: Pipeline, api: FakeChessCom, world: World, working_dir: str
 ) -> None:
     assert pipeline.run().returncode == 0
     assert_exactly_served(pipeline, world)
@@ -99,10 +93,8 @@ def test_killed_full_refresh_is_completed_by_the_next_run(
     else:  # the killed run's package is still there: loading it completes the refresh
         assert "loaded the pending package(s) of an interrupted run" in run.stdout
 
-    clean = pipeline.run()
-    assert clean.returncode == 0, clean.output
+    clean = clean_rerun(pipeline, api, world)
     assert "resumed the full refresh" not in clean.stdout  # the marker went with the refresh
-    assert_exactly_served(pipeline, world)
 
 
 # -- case 3: a package that fails to load ------------------------------------------------
@@ -148,9 +140,7 @@ def test_a_package_that_fails_to_load_is_aborted_named_and_fetched_again(
     assert f"/pub/player/alice/games/{month}" in api.stats.paths(200)
     assert_exactly_served(pipeline, world)
 
-    clean = pipeline.run()
-    assert clean.returncode == 0, clean.output
-    assert_exactly_served(pipeline, world)
+    clean_rerun(pipeline, api, world)
 
 
 def test_a_pending_package_that_cannot_load_does_not_block_the_next_runs(
@@ -169,9 +159,7 @@ def test_a_pending_package_that_cannot_load_does_not_block_the_next_runs(
     assert "table players_games" in run.stdout
     assert_exactly_served(pipeline, world)
 
-    clean = pipeline.run()
-    assert clean.returncode == 0, clean.output
-    assert_exactly_served(pipeline, world)
+    clean_rerun(pipeline, api, world)
 
 
 # -- case 8: two runs at once ------------------------------------------------------------
@@ -332,8 +320,5 @@ def test_credentials_in_the_base_url_never_reach_the_output(
     assert "http://***@127.0.0.1" in outputs["players_failed"]["carol-c"]
     assert "http://***@127.0.0.1" in json.loads(written)["players_failed"]["carol-c"]
 
-    api.faults.clear()
-    clean = pipeline.run(SOURCES__CHESS__BASE_URL=base_url)
-    assert clean.returncode == 0, clean.output
+    clean = clean_rerun(pipeline, api, world, SOURCES__CHESS__BASE_URL=base_url)
     assert secret not in clean.output
-    assert_exactly_served(pipeline, world)

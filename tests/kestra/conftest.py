@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +15,8 @@ INFRASTRUCTURE = ROOT / "k8s" / "infrastructure" / "production"
 
 @pytest.fixture
 def shared_tmp() -> Iterator[Path]:
-    """A temp dir other users can traverse (pytest's tmp_path is 0700): the sync Job
-    runs as uid 1000."""
-    path = Path(tempfile.mkdtemp(prefix="kestra-twin-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with twin.traversable_tmp("kestra-twin-") as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -57,13 +57,8 @@ def required(path: Path, what: str) -> Path:
 
 @pytest.fixture(scope="module")
 def module_tmp() -> Iterator[Path]:
-    import shutil
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="kestra-exec-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with twin.traversable_tmp("kestra-exec-") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,9 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,18 @@ sys.path.insert(0, str(ROOT / "tools"))
 import kestra_files
 
 from tests.kestra import fake_kestra_cli
+
+
+@contextmanager
+def traversable_tmp(prefix: str) -> Iterator[Path]:
+    """A temp dir other users can traverse (pytest's tmp_path is 0700): the sync Job runs
+    as uid 1000. Removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def kustomize(path: Path) -> list[dict[str, Any]]:
