@@ -2,12 +2,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from chess_com.book import PlayerBook
 from chess_com.months import (
     SETTLE,
     InvalidMonthError,
     Month,
+    format_ranges,
     is_final,
     parse_range,
+    parse_ranges,
     plan_months,
 )
 
@@ -59,12 +62,12 @@ def test_month_is_final_only_once_settled_after_it_ended() -> None:
 
 
 def test_plan_skips_final_refetches_open_months_conditionally() -> None:
-    done = {
-        "2024/01": {"etag": 'W/"a"', "last_modified": "x", "final": True},
-        "2024/02": {"etag": 'W/"b"', "last_modified": "Thursday, 29-Feb-2024", "final": False},
-    }
+    final = {m("2024/01")}
+    open_months = {"2024/02": {"etag": 'W/"b"', "last_modified": "Thursday, 29-Feb-2024"}}
     listed = [m("2024/01"), m("2024/02")]
-    plans = {p.month.path: p for p in plan_months(listed, done, None, m("2024/03"), NOW)}
+    plans = {
+        p.month.path: p for p in plan_months(listed, final, open_months, None, m("2024/03"), NOW)
+    }
     assert not plans["2024/01"].fetch
     assert plans["2024/02"].fetch
     assert (plans["2024/02"].etag, plans["2024/02"].last_modified) == (
@@ -77,24 +80,30 @@ def test_plan_skips_final_refetches_open_months_conditionally() -> None:
 
 def test_plan_respects_window() -> None:
     listed = [m("2023/10"), m("2023/11"), m("2023/12"), m("2024/01")]
-    plans = plan_months(listed, {}, m("2023/11"), m("2023/12"), NOW)
+    plans = plan_months(listed, set(), {}, m("2023/11"), m("2023/12"), NOW)
     assert [p.month.path for p in plans] == ["2023/11", "2023/12"]
 
 
 def test_rollover_refetches_last_month_once_then_skips() -> None:
     """Fetched during February: not final. Fetched after the rollover: final, skipped."""
     feb = m("2024/02")
-    done: dict = {}
+    book = PlayerBook({})
     during = datetime(2024, 2, 27, tzinfo=UTC)
-    (plan,) = plan_months([feb], done, None, feb, during)
+    (plan,) = plan_months([feb], book.final, book.open, None, feb, during)
     assert plan.fetch and plan.etag is None
-    done["2024/02"] = {"etag": "e1", "final": is_final(feb, during)}
+    book.record(feb, {"etag": "e1", "final": is_final(feb, during)})
     after = datetime(2024, 3, 2, tzinfo=UTC)
-    plans = {p.month.path: p for p in plan_months([feb], done, None, m("2024/03"), after)}
+    plans = {
+        p.month.path: p
+        for p in plan_months([feb], book.final, book.open, None, m("2024/03"), after)
+    }
     assert plans["2024/02"].fetch and plans["2024/02"].etag == "e1"
-    done["2024/02"] = {"etag": "e1", "final": is_final(feb, after)}
+    book.record(feb, {"etag": "e1", "final": is_final(feb, after)})
     later = datetime(2024, 3, 3, tzinfo=UTC)
-    plans = {p.month.path: p for p in plan_months([feb], done, None, m("2024/03"), later)}
+    plans = {
+        p.month.path: p
+        for p in plan_months([feb], book.final, book.open, None, m("2024/03"), later)
+    }
     assert not plans["2024/02"].fetch
 
 
@@ -115,7 +124,68 @@ def test_archive_url_must_name_a_real_month_up_to_the_latest(url: object, proble
 
 
 def test_plan_tells_listed_months_from_the_current_month_planned_anyway() -> None:
-    plans = {p.month.path: p for p in plan_months([m("2024/02")], {}, None, m("2024/03"), NOW)}
+    plans = {
+        p.month.path: p for p in plan_months([m("2024/02")], set(), {}, None, m("2024/03"), NOW)
+    }
     assert plans["2024/02"].listed and not plans["2024/03"].listed
-    listed_now = plan_months([m("2024/03")], {}, None, m("2024/03"), NOW)
+    listed_now = plan_months([m("2024/03")], set(), {}, None, m("2024/03"), NOW)
     assert [p.listed for p in listed_now] == [True]
+
+
+def test_month_ranges_round_trip_across_years_and_gaps() -> None:
+    months = [m("2016/12"), m("2017/01"), m("2017/02"), m("2017/04"), m("2026/11")]
+    text = format_ranges(reversed(months))
+    assert text == "2016/12..2017/02,2017/04,2026/11"
+    assert parse_ranges(text) == months
+    assert format_ranges([]) == "" and parse_ranges("") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("2024/05..2024/01", "ends before it starts"), ("2024/13", "invalid month '2024/13'")],
+)
+def test_month_ranges_name_a_bad_range(text: str, problem: str) -> None:
+    with pytest.raises(InvalidMonthError, match=problem):
+        parse_ranges(text)
+
+
+def test_book_keeps_settled_months_as_ranges_and_open_months_in_full() -> None:
+    state: dict = {}
+    book = PlayerBook.of(state, "alice")
+    for month in ("2024/01", "2024/02", "2024/04"):
+        book.record(m(month), {"etag": "e", "last_modified": "x", "games": 3, "final": True})
+    book.record(m("2024/05"), {"etag": "e5", "last_modified": "y", "games": 7, "final": False})
+    assert state["alice"]["final"] == "2024/01..2024/02,2024/04"
+    assert state["alice"]["open"] == {"2024/05": {"etag": "e5", "last_modified": "y", "games": 7}}
+    # The open month settles: it leaves "open" and joins the ranges.
+    book.record(m("2024/05"), {"etag": "e5", "last_modified": "y", "games": 7, "final": True})
+    assert state["alice"] == {"final": "2024/01..2024/02,2024/04..2024/05", "open": {}}
+    again = PlayerBook.of(state, "alice")
+    assert again.final == {m("2024/01"), m("2024/02"), m("2024/04"), m("2024/05")}
+
+
+def test_book_reads_and_rewrites_the_state_written_before_ranges() -> None:
+    state = {
+        "alice": {
+            "months": {
+                "2024/01": {"etag": "a", "last_modified": "x", "games": 2, "final": True},
+                "2024/02": {"etag": "b", "last_modified": "y", "games": 4, "final": True},
+                "2024/03": {"etag": "c", "last_modified": "z", "games": 1, "final": False},
+            },
+            "archives": {"listed_in": "2024/03", "months": ["2024/01", "2024/02", "2024/03"]},
+        }
+    }
+    book = PlayerBook.of(state, "alice")
+    assert book.final == {m("2024/01"), m("2024/02")}
+    assert book.open == {"2024/03": {"etag": "c", "last_modified": "z", "games": 1}}
+    assert book.listed_months() == [m("2024/01"), m("2024/02"), m("2024/03")]
+    assert "months" not in state["alice"] and state["alice"]["final"] == "2024/01..2024/02"
+    plans = plan_months(book.listed_months(), book.final, book.open, None, m("2024/03"), NOW)
+    assert [(p.month.path, p.fetch, p.etag) for p in plans] == [
+        ("2024/01", False, None),
+        ("2024/02", False, None),
+        ("2024/03", True, "c"),
+    ]
+    book.keep_listing(m("2024/03"), book.listed_months(), {"etag": "l", "last_modified": None})
+    assert state["alice"]["archives"]["months"] == "2024/01..2024/03"
+    assert book.known() == 3

@@ -32,6 +32,7 @@ import dlt
 from dlt.common.typing import TDataItem
 from dlt.extract.resource import DltResource
 
+from .book import PlayerBook
 from .client import (
     DEFAULT_BASE_URL,
     DEFAULT_REQUEST_DEADLINE_S,
@@ -208,7 +209,8 @@ def _fetch_players(
 ) -> Iterator[tuple[str, Fetched, Any]]:
     """Fetch one document per player in parallel, conditionally; yield the changed ones
     shaped by `shape` (and, with `include_not_modified`, the unchanged ones shaped as
-    None). Failures and invalid documents are reported.
+    None). Failures and invalid documents are reported. A document an earlier load of
+    this run already asked for is not asked again (`RunReport.handled`).
 
     Validators (ETag, Last-Modified) live in the calling resource's state unless given.
     They are kept only for a document that passed `shape`: an invalid one is fetched in
@@ -216,9 +218,15 @@ def _fetch_players(
     """
     if validators is None:
         validators = dlt.current.resource_state().setdefault("validators", {})
-    calls = [(p, validators.get(p, {})) for p in _available(players, report)]
+    kind = fetch.__name__
+    calls = [
+        (p, validators.get(p, {}))
+        for p in _available(players, report)
+        if (kind, p) not in report.handled
+    ]
     workers = client.limiter.max_in_flight
     for (player, _), future in parallel_map(lambda c: fetch(c[0], **c[1]), calls, workers):
+        report.handled.add((kind, player))
         try:
             fetched = future.result()
         except ChessComError as exc:
@@ -301,17 +309,24 @@ def archive_months(
     whether it is final. It is committed with the load, so a month whose fetch or load
     fails is fetched again next run.
     """
-    book: dict[str, Any] = dlt.current.resource_state().setdefault("players", {})
+    state: dict[str, Any] = dlt.current.resource_state().setdefault("players", {})
+    books = {player: PlayerBook.of(state, player) for player in players}
     workers = client.limiter.max_in_flight
-    listings = _archive_listings(client, players, book, Month.of(now), report)
+    listings = _archive_listings(client, books, Month.of(now), report)
 
     todo: list[tuple[str, MonthPlan]] = []
     for player, months in listings.items():
-        done = book[player]["months"]
-        for plan in plan_months([Month.parse(m) for m in months], done, first, last, now):
+        book = books[player]
+        for plan in plan_months(months, book.final, book.open, first, last, now):
+            # Handled by an earlier load of this run (fetched, failed or skipped): the
+            # backfill's further loads ask only for what is left.
+            key = ("games", player, plan.month.path)
+            if key in report.handled:
+                continue
             if plan.fetch:
                 todo.append((player, plan))
             else:
+                report.handled.add(key)
                 report.months["skipped"] += 1
 
     def fetch_month(item: tuple[str, MonthPlan]) -> Fetched:
@@ -320,25 +335,32 @@ def archive_months(
             player, plan.month.path, etag=plan.etag, last_modified=plan.last_modified
         )
 
-    downloaded_games = 0
-    submitted = 0
-    cut_off = 0
+    downloaded_games = downloaded_months = 0
+    submitted = answered = cut_off = 0
 
     def within_budget() -> Iterator[tuple[str, MonthPlan]]:
-        # Checked as each fetch is submitted: at most the fetch window overshoots it.
+        # Checked as each fetch is submitted, counting the months still in flight at the
+        # average size of the months downloaded so far: a load ends near its budget, not a
+        # whole fetch window (2 x workers months) past it, which is what bounds memory.
         nonlocal submitted
         for item in todo:
-            if downloaded_games >= max_games or client.deadline_passed():
+            average = downloaded_games / downloaded_months if downloaded_months else 0
+            expected = downloaded_games + (submitted - answered) * average
+            if expected >= max_games or client.deadline_passed():
                 return
             submitted += 1
             yield item
 
     seen: set[str] = set()
     for (player, plan), future in parallel_map(fetch_month, within_budget(), workers):
-        done = book[player]["months"]
+        answered += 1
+        book = books[player]
         month = plan.month.path
-        previous = done.get(month, {})
+        previous = book.open.get(month, {})
         fetched_at = datetime.now(UTC)
+        if not isinstance(future.exception(), DeadlineReached):
+            # Asked this run, whatever the answer: a further load does not ask again.
+            report.handled.add(("games", player, month))
         try:
             fetched = future.result()
         except MonthNotFound as exc:
@@ -366,7 +388,7 @@ def archive_months(
             # Validators were sent (the client rejects a 304 to an unconditional request).
             report.months["not_modified"] += 1
             report.backfill.advance()
-            done[month] = entry
+            book.record(plan.month, entry)
             yield MonthResult(player, month, "not_modified", entry, fetched_at)
             continue
         try:
@@ -378,6 +400,7 @@ def archive_months(
             yield MonthResult(player, month, "failed", previous, fetched_at)
             continue
         downloaded_games += len(games)
+        downloaded_months += 1
         rows, problems = _new_game_rows(games, seen, report)
         if problems:
             # The valid games load; the month stays open so the rest comes once fixed.
@@ -405,7 +428,7 @@ def archive_months(
         report.months["downloaded"] += 1
         report.backfill.advance()
         entry["games"] = len(games)
-        done[month] = entry
+        book.record(plan.month, entry)
         yield MonthResult(player, month, "downloaded", entry, fetched_at, rows)
     report.backfill.leave(len(todo) - submitted + cut_off)
     if cut_off or client.deadline_passed():
@@ -414,67 +437,58 @@ def archive_months(
 
 def _archive_listings(
     client: ChessComClient,
-    players: list[str],
-    book: dict[str, Any],
+    books: dict[str, PlayerBook],
     current: Month,
     report: RunReport,
-) -> dict[str, list[str]]:
-    """Months each player has archives for, as `YYYY/MM`.
+) -> dict[str, list[Month]]:
+    """Months each player has archives for.
 
     The list is re-read (conditionally) once per calendar month: in between, the only
     month that can appear is the current one, which is planned anyway. Only a valid,
     non-empty list is kept for the month; an invalid one fails the player (its months
     wait for the next run) and an empty one serves this run only.
     """
-    listings: dict[str, list[str]] = {}
-    stale: dict[str, dict[str, Any]] = {}
-    for player in _available(players, report):
-        listing = book.setdefault(player, {"months": {}}).get("archives") or {}
-        if listing.get("listed_in") == current.path:
-            listings[player] = listing["months"]
+    listings: dict[str, list[Month]] = {}
+    stale: list[str] = []
+    for player in _available(books, report):
+        if books[player].listing.get("listed_in") == current.path:
+            listings[player] = books[player].listed_months()
         else:
-            stale[player] = listing
-    validators = {
-        p: {"etag": v.get("etag"), "last_modified": v.get("last_modified")}
-        for p, v in stale.items()
-    }
+            stale.append(player)
+    validators = {p: {k: books[p].listing.get(k) for k in ("etag", "last_modified")} for p in stale}
 
-    def shape(player: str, fetched: Fetched) -> list[str]:
-        known = set(book[player]["months"]) | set(stale[player].get("months", []))
-        return _listed_months(fetched.data, current, known)
+    def shape(player: str, fetched: Fetched) -> list[Month]:
+        return _listed_months(fetched.data, current, books[player].known())
 
-    answered = _fetch_players(client, client.archives, list(stale), report, shape, validators, True)
+    answered = _fetch_players(client, client.archives, stale, report, shape, validators, True)
     for player, fetched, months in answered:
+        book = books[player]
         if fetched.not_modified:
-            months = stale[player].get("months", [])
+            months = book.listed_months()
         listings[player] = months
         if not months:
             # A player with no games yet, or a bad answer: cheap to ask again next run.
             _warn(report, f"{player}: archive list {fetched.url} is empty: read again next run")
             continue
-        book[player]["archives"] = {
-            "listed_in": current.path,
-            "months": months,
-            **validators[player],
-        }
+        book.keep_listing(current, months, validators[player])
     # A player whose list could not be read is reported; its months wait for the next run.
     return listings
 
 
-def _listed_months(document: dict[str, Any], current: Month, known: set[str]) -> list[str]:
+def _listed_months(document: dict[str, Any], current: Month, known: int) -> list[Month]:
     """The months of a valid archive list; raises `InvalidRecordError` for a bad one."""
     months = set()
     bad = []
     for url in archive_urls(document):
         try:
-            months.add(Month.from_archive_url(url, latest=current).path)
+            months.add(Month.from_archive_url(url, latest=current))
         except InvalidMonthError as exc:
             bad.append(str(exc))
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise InvalidRecordError(f"invalid archive list: {bad[0]}{more}")
     if not months and known:
-        raise InvalidRecordError(f"archive list is empty, but {len(known)} months were known")
+        raise InvalidRecordError(f"archive list is empty, but {known} months were known")
     return sorted(months)
 
 

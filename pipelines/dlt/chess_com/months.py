@@ -9,6 +9,7 @@ fetched at least `SETTLE` after it ended. Until then it is fetched again
 from __future__ import annotations
 
 import re
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +55,15 @@ class Month:
         moment = moment.astimezone(UTC)
         return cls(moment.year, moment.month)
 
+    @property
+    def index(self) -> int:
+        """Months since year 0: consecutive months have consecutive indexes."""
+        return self.year * 12 + self.month - 1
+
+    @classmethod
+    def at(cls, index: int) -> Month:
+        return cls(index // 12, index % 12 + 1)
+
     def next(self) -> Month:
         return Month(self.year + self.month // 12, self.month % 12 + 1)
 
@@ -88,6 +98,31 @@ def parse_range(start: str | None, end: str | None, now: datetime) -> tuple[Mont
     return first, last
 
 
+def format_ranges(months: Iterable[Month]) -> str:
+    """Months as runs of consecutive months: `2016/12..2026/09,2026/11` ("" for none)."""
+    runs: list[list[int]] = []
+    for index in sorted({m.index for m in months}):
+        if runs and runs[-1][1] + 1 == index:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return ",".join(
+        str(Month.at(lo)) if lo == hi else f"{Month.at(lo)}..{Month.at(hi)}" for lo, hi in runs
+    )
+
+
+def parse_ranges(text: str) -> list[Month]:
+    """The months of `format_ranges` text, in order; raises `InvalidMonthError`."""
+    months: list[Month] = []
+    for run in filter(None, (part.strip() for part in text.split(","))):
+        first, _, last = run.partition("..")
+        lo, hi = Month.parse(first), Month.parse(last or first)
+        if hi < lo:
+            raise InvalidMonthError(f"invalid month range {run!r}: ends before it starts")
+        months.extend(Month.at(i) for i in range(lo.index, hi.index + 1))
+    return months
+
+
 def is_final(month: Month, fetched_at: datetime) -> bool:
     """A month fetched long enough after it ended will not change any more."""
     return fetched_at >= month.end + SETTLE
@@ -107,7 +142,8 @@ class MonthPlan:
 
 def plan_months(
     listed: list[Month],
-    done: dict[str, dict[str, Any]],
+    final: Container[Month],
+    open_months: dict[str, dict[str, Any]],
     first: Month | None,
     last: Month,
     now: datetime,
@@ -116,7 +152,8 @@ def plan_months(
 
     `listed` are the months the archive list names; the current month is always
     considered (a player's first game of the month may come after the list was read).
-    `done` is the per-month bookkeeping kept in resource state.
+    `final` are the months settled and loaded (never fetched again); `open_months` the
+    validators of months fetched before but not settled (`book.PlayerBook`).
     """
     current = Month.of(now)
     named = set(listed)
@@ -125,9 +162,9 @@ def plan_months(
         months.add(current)
     plans = []
     for month in sorted(m for m in months if (first is None or m >= first) and m <= last):
-        entry = done.get(month.path)
+        entry = open_months.get(month.path)
         listed_here = month in named
-        if entry and entry.get("final"):
+        if month in final:
             plans.append(MonthPlan(month, fetch=False, listed=listed_here))
         elif entry:
             etag, modified = entry.get("etag"), entry.get("last_modified")
