@@ -330,9 +330,11 @@ def test_backfill_beyond_the_games_budget_runs_as_several_committed_loads(
     uuids = pipeline.game_uuids()
     assert len(uuids) == len(set(uuids))
     assert set(uuids) == set(world.all_games())
-    # Every month was downloaded exactly once across the loads.
-    games_paths = [p for p in api.stats.paths(200) if "/games/" in p and "archives" not in p]
-    assert len(games_paths) == len(set(games_paths)) == 12
+    # Every document - profile, stats, archive list, month - was asked for exactly once across
+    # the loads: a later load must not re-ask (even conditionally) what an earlier one answered.
+    paths = api.stats.paths()
+    assert len(paths) == len(set(paths)) == len(world.players) * 3 + 12, paths
+    assert api.stats.paths() == api.stats.paths(200)
 
 
 def test_summary_json_has_the_figures(pipeline: Pipeline, world: World) -> None:
