@@ -48,7 +48,7 @@ from bench.club import bench_club  # noqa: E402
 from bench.fixed_costs import bench_fixed  # noqa: E402
 from bench.harness import Bench, Scenario, clean_env  # noqa: E402
 from bench.probes import bench_probe_load  # noqa: E402
-from bench.state_size import compact_state, current_state, measure  # noqa: E402
+from bench.state_size import book_state, measure, per_month_state  # noqa: E402
 from tests.fake_chesscom import FakeChessCom, World, recent_months  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -169,8 +169,8 @@ def bench_state(players: int, month_counts: list[int]) -> Scenario:
     )
     for months in month_counts:
         scenario.checks[f"{players}x{months}_months"] = {
-            "today": measure(current_state(players, months, current)).as_dict(),
-            "proposed": measure(compact_state(players, months, current)).as_dict(),
+            "per_month_before": measure(per_month_state(players, months, current)).as_dict(),
+            "ranges_today": measure(book_state(players, months, current)).as_dict(),
         }
     return scenario
 

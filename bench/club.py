@@ -19,7 +19,7 @@ from dlt.common.versioned_state import decompress_state
 
 from .harness import Bench, Run, Scenario
 from .lazy_api import LazyChessCom
-from .state_size import current_state, measure, measure_stored
+from .state_size import book_state, measure, measure_stored
 
 STATE_TABLE = "chess._dlt_pipeline_state"
 
@@ -81,7 +81,7 @@ def bench_club(args: argparse.Namespace) -> list[Scenario]:
             ideal = ideal_s(run, args.latency, args.in_flight)
             _, stored = latest_state(bench)
             real = measure_stored(stored)
-            model = measure(current_state(len(players), args.club_months, api.month_keys[-1]))
+            model = measure(book_state(len(players), args.club_months, api.month_keys[-1]))
             cold.checks.update(
                 games_expected=expected,
                 games_in_table=run.games_in_table,

@@ -68,14 +68,25 @@ def main() -> int:
         action="store_true",
         help="declare staged rows deduplicated (the source drops a run's repeats itself)",
     )
+    parser.add_argument(
+        "--one-connection",
+        action="store_true",
+        help="hand dlt one open DuckDB connection instead of a path (opened per load)",
+    )
+    parser.add_argument("--strategy", default="delete-insert", help="dlt merge strategy")
     args = parser.parse_args()
     games = json.loads(Path(args.games_file).read_text())
     total = len(games) * args.copies
     per_load = args.per_load or total
 
+    database: Any = str(args.workdir / "load_only.duckdb")
+    if args.one_connection:
+        import duckdb
+
+        database = duckdb.connect(database, config={"memory_limit": "128MB"})
     pipeline = dlt.pipeline(
         "chess_load_only",
-        destination=dlt.destinations.duckdb(str(args.workdir / "load_only.duckdb")),
+        destination=dlt.destinations.duckdb(database),
         dataset_name="chess",
         pipelines_dir=str(args.workdir / "pipelines"),
     )
@@ -104,8 +115,8 @@ def main() -> int:
             name="players_games",
             write_disposition={
                 "disposition": "merge",
-                "strategy": "delete-insert",
-                "deduplicated": args.deduplicated,
+                "strategy": args.strategy,
+                **({"deduplicated": True} if args.deduplicated else {}),
             },
             primary_key="uuid",
             columns=GAME_COLUMNS,

@@ -1,25 +1,31 @@
 """How big dlt's pipeline state gets, as dlt stores it, for many players and months.
 
-The chess source keeps per player and month the archive's validators and whether it is
-final (`chess_com.archive_months`). dlt hashes the whole state on every extract and, when
-anything in it changed, writes all of it (JSON, zlib, base64: `compress_state`) as a new
-row of `_dlt_pipeline_state`. `current_state` builds the state the source holds today
-(the shape of a real run's state, checked against one in bench/club.py); `compact_state`
-the shape proposed for the next change: final months as ranges, only open months kept.
+The chess source keeps per player what it knows of their archive (`chess_com.book`). dlt
+hashes the whole state on every extract and, when anything in it changed, writes all of it
+(JSON, zlib, base64: `compress_state`) as a new row of `_dlt_pipeline_state`.
+`book_state` builds the state the source holds today through the source's own `PlayerBook`
+(and bench/club.py checks it against a real run's state); `per_month_state` the shape
+before 2026-12-03 (an entry per player and month), kept to show what the change saved.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 import tracemalloc
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from dlt.common.json import json as dlt_json
 from dlt.common.versioned_state import compress_state, decompress_state
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipelines" / "dlt"))
+from chess_com.book import PlayerBook
+from chess_com.months import Month
 
 HEADER: dict[str, Any] = {
     "_state_version": 1,
@@ -44,23 +50,6 @@ def months_back(count: int, current: str) -> list[str]:
     return keys[::-1]
 
 
-def month_ranges(months: list[str]) -> str:
-    """Months as `first..last` runs of consecutive months: `2016/12..2026/09,2026/11`."""
-    ordered = sorted(set(months))
-    runs: list[list[str]] = []
-    for key in ordered:
-        if runs and _next_month(runs[-1][-1]) == key:
-            runs[-1].append(key)
-        else:
-            runs.append([key])
-    return ",".join(r[0] if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
-
-
-def _next_month(key: str) -> str:
-    year, month = (int(x) for x in key.split("/"))
-    return f"{year + month // 12:04d}/{month % 12 + 1:02d}"
-
-
 def _etag(*parts: object) -> str:
     return 'W/"' + hashlib.md5(":".join(map(str, parts)).encode()).hexdigest() + '"'
 
@@ -75,22 +64,16 @@ def _validators(player: str, what: str) -> dict[str, str]:
     return {"etag": _etag(player, what), "last_modified": _modified("2026/10")}
 
 
-def current_state(players: int, months: int, current: str, games: int = 20) -> dict[str, Any]:
-    """The pipeline state the chess source holds after loading `months` months (up to
-    `current`) of `players` players: validators per player for profiles and stats, and per
-    player and month the archive's validators, game count and finality."""
+def per_month_state(players: int, months: int, current: str, games: int = 20) -> dict[str, Any]:
+    """The state before 2026-12-03 after loading `months` months (up to `current`) of
+    `players` players: validators per player for profiles and stats, and per player and
+    month the archive's validators, game count and finality."""
     keys = months_back(months, current)
     names = [f"member{i:05d}" for i in range(players)]
     book = {
         name: {
             "months": {
-                key: {
-                    "etag": _etag(name, key),
-                    "last_modified": _modified(key),
-                    "games": games,
-                    "final": key != current,
-                }
-                for key in keys
+                key: _month_entry(name, key, games) | {"final": key != current} for key in keys
             },
             "archives": {"listed_in": current, "months": keys, **_validators(name, "list")},
         }
@@ -99,27 +82,26 @@ def current_state(players: int, months: int, current: str, games: int = 20) -> d
     return _pipeline_state(names, {"players": book})
 
 
-def compact_state(players: int, months: int, current: str, games: int = 20) -> dict[str, Any]:
-    """The proposed shape: final months as ranges (`month_ranges`), full entries only for
-    months that are not final yet (the current one; the last one until it settles)."""
+def book_state(players: int, months: int, current: str, games: int = 20) -> dict[str, Any]:
+    """Today's state for the same history, written by the source's `PlayerBook`: settled
+    months as ranges, full entries only for months not final yet (the current one)."""
     keys = months_back(months, current)
     names = [f"member{i:05d}" for i in range(players)]
-    book = {
-        name: {
-            "final": month_ranges(keys[:-1]),
-            "open": {
-                current: {"etag": _etag(name, current), "last_modified": _modified(current)}
-                | {"games": games}
-            },
-            "archives": {
-                "listed_in": current,
-                "months": month_ranges(keys),
-                **_validators(name, "list"),
-            },
-        }
-        for name in names
-    }
-    return _pipeline_state(names, {"players": book})
+    players_state: dict[str, Any] = {}
+    for name in names:
+        book = PlayerBook.of(players_state, name)
+        for key in keys:
+            book.record(
+                Month.parse(key), _month_entry(name, key, games) | {"final": key != current}
+            )
+        book.keep_listing(
+            Month.parse(current), [Month.parse(k) for k in keys], _validators(name, "list")
+        )
+    return _pipeline_state(names, {"players": players_state})
+
+
+def _month_entry(player: str, key: str, games: int) -> dict[str, Any]:
+    return {"etag": _etag(player, key), "last_modified": _modified(key), "games": games}
 
 
 def _pipeline_state(names: list[str], archive_months: dict[str, Any]) -> dict[str, Any]:

@@ -12,14 +12,9 @@ from bench.backfill import rss_quarters
 from bench.fixed_costs import slowest_imports
 from bench.harness import Run
 from bench.lazy_api import GameFactory, LazyChessCom
-from bench.state_size import (
-    compact_state,
-    current_state,
-    measure,
-    measure_stored,
-    month_ranges,
-    months_back,
-)
+from bench.state_size import book_state, measure, measure_stored, months_back, per_month_state
+from chess_com.book import PlayerBook
+from chess_com.months import Month
 from tests.fake_chesscom import http_get
 from tests.fake_chesscom.world import load_fixture
 
@@ -32,14 +27,8 @@ def test_months_back_crosses_years() -> None:
     assert months_back(120, "2026/11")[0] == "2016/12"
 
 
-def test_month_ranges_joins_consecutive_months_only() -> None:
-    months = ["2026/11", "2026/09", "2026/10", "2025/12", "2026/01", "2024/05", "2026/10"]
-    assert month_ranges(months) == "2024/05,2025/12..2026/01,2026/09..2026/11"
-    assert month_ranges([]) == ""
-
-
-def test_current_state_has_every_player_month_as_the_source_keeps_it() -> None:
-    state = current_state(4, 12, "2026/11", games=7)
+def test_per_month_state_has_every_player_month_as_the_source_kept_it() -> None:
+    state = per_month_state(4, 12, "2026/11", games=7)
     book = state["sources"]["chess"]["resources"]["archive_months"]["players"]
     assert len(book) == 4
     months = book["member00002"]["months"]
@@ -50,16 +39,30 @@ def test_current_state_has_every_player_month_as_the_source_keeps_it() -> None:
     assert set(state["sources"]["chess"]["resources"]["players_stats"]["validators"]) == set(book)
 
 
-def test_state_size_grows_with_months_today_but_not_in_the_proposed_shape() -> None:
-    small, large = current_state(50, 12, "2026/11"), current_state(50, 120, "2026/11")
+def test_book_state_is_what_the_source_makes_of_the_per_month_state() -> None:
+    old = per_month_state(3, 30, "2026/11", games=7)
+    players = old["sources"]["chess"]["resources"]["archive_months"]["players"]
+    for name in players:  # what a run does: open the book (migrates), keep the listing
+        book, listing = PlayerBook.of(players, name), players[name]["archives"]
+        validators = {k: listing[k] for k in ("etag", "last_modified")}
+        book.keep_listing(Month.parse(listing["listed_in"]), book.listed_months(), validators)
+    assert old == book_state(3, 30, "2026/11", games=7)
+    entry = players["member00001"]
+    assert entry["final"] == "2024/06..2026/10"
+    assert list(entry["open"]) == ["2026/11"] and entry["open"]["2026/11"]["games"] == 7
+    assert entry["archives"]["months"] == "2024/06..2026/11"
+
+
+def test_state_size_grew_with_months_before_but_not_in_todays_shape() -> None:
+    small, large = per_month_state(50, 12, "2026/11"), per_month_state(50, 120, "2026/11")
     assert measure(large).stored_bytes > 5 * measure(small).stored_bytes
-    compact_small = measure(compact_state(50, 12, "2026/11")).stored_bytes
-    compact_large = measure(compact_state(50, 120, "2026/11")).stored_bytes
-    assert abs(compact_large - compact_small) < 0.05 * compact_small
+    ranges_small = measure(book_state(50, 12, "2026/11")).stored_bytes
+    ranges_large = measure(book_state(50, 120, "2026/11")).stored_bytes
+    assert abs(ranges_large - ranges_small) < 0.05 * ranges_small
 
 
 def test_stored_size_is_dlts_encoding_of_the_state() -> None:
-    state = current_state(10, 6, "2026/11")
+    state = book_state(10, 6, "2026/11")
     stored = compress_state(state)  # type: ignore[arg-type]
     assert decompress_state(stored) == state
     size = measure_stored(stored)
