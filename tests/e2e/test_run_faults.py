@@ -38,11 +38,13 @@ def kestra_outputs(stdout: str) -> dict:
 # -- case 1: a killed --full-refresh -----------------------------------------------------
 
 
-def kill_while_loading(pipeline: Pipeline, *args: str, refresh: bool = False) -> str:
+def kill_while_loading(
+    pipeline: Pipeline, *args: str, refresh: bool = False, **env: str | None
+) -> str:
     """Start the script, SIGKILL it once a package has started loading (a first job done;
     with `refresh`, a package that drops tables), return that package's load id."""
     normalized = pipeline.workdir / "dlt-data" / "pipelines" / "chess_com" / "load" / "normalized"
-    proc = pipeline.popen(*args)
+    proc = pipeline.popen(*args, **env)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
@@ -103,8 +105,9 @@ def test_killed_full_refresh_is_completed_by_the_next_run(
 def set_first_pgn(world: World, pgn: str) -> str:
     """Serve `pgn` as the first game's of alice's second-to-last month; returns the month.
 
-    A ~27 MB PGN passes every record check, but DuckDB's merge of it fails under the
-    project's memory cap (.dlt/config.toml) on every attempt."""
+    A ~27 MB PGN passes every record check, but DuckDB cannot insert it under a 16 MB
+    memory cap (`SMALL_DUCKDB`): a package that fails to load on every attempt, for a
+    real reason, where nothing else does."""
     month = recent_months(4)[1]
     document = world.players["alice"].months[month]
     document.body["games"][0]["pgn"] = pgn
@@ -113,6 +116,8 @@ def set_first_pgn(world: World, pgn: str) -> str:
 
 
 UNLOADABLE_PGN = "1. e4 e5 " * 3_000_000
+# The project's cap is 128 MB (.dlt/config.toml); its merge streams a 27 MB text through.
+SMALL_DUCKDB = {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{"memory_limit": "16MB"}'}
 
 
 def test_a_package_that_fails_to_load_is_aborted_named_and_fetched_again(
@@ -120,7 +125,7 @@ def test_a_package_that_fails_to_load_is_aborted_named_and_fetched_again(
 ) -> None:
     month = set_first_pgn(world, UNLOADABLE_PGN)
 
-    failed = pipeline.run()
+    failed = pipeline.run(**SMALL_DUCKDB)
     assert failed.returncode == 1, failed.output
     assert "FAILED" in failed.stdout
     assert "load failed at table players_games" in failed.stdout
@@ -148,10 +153,10 @@ def test_a_pending_package_that_cannot_load_does_not_block_the_next_runs(
 ) -> None:
     set_first_pgn(world, UNLOADABLE_PGN)
     # Killed while dlt retries the failing load: the package stays in the working directory.
-    kill_while_loading(pipeline)
+    kill_while_loading(pipeline, **SMALL_DUCKDB)
 
     set_first_pgn(world, "1. e4 e5 2. Nf3 Nc6")
-    run = pipeline.run()
+    run = pipeline.run(**SMALL_DUCKDB)
     assert run.returncode == 0, run.output
     assert "the pending package of an interrupted run could not be loaded and was aborted" in (
         run.stdout
