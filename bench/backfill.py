@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .harness import Bench, Run, Scenario
+from .harness import Bench, Run, Scenario, games_budget
 from .lazy_api import LazyChessCom
 
 
@@ -50,9 +50,10 @@ def bench_backfill(args: argparse.Namespace) -> list[Scenario]:
     players = [f"backfill{i:03d}" for i in range(args.backfill_players)]
     shape = f"{len(players)} players x {args.backfill_months} months x {args.backfill_games} games"
     full = Scenario("backfill", f"backfill from nothing: {shape}, no latency")
+    extra = games_budget(full, args.backfill_max_games_per_load)
     api = LazyChessCom(players, args.backfill_months, args.backfill_games).start()
     try:
-        with Bench(api, players) as bench:
+        with Bench(api, players, extra) as bench:
             run = bench.run()
             full.runs.append(run)
             full.checks.update(

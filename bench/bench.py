@@ -20,7 +20,9 @@ Scenarios (defaults as in the benchmark issues; `--quick` runs the first group o
   state    dlt state size at 1,000 players x 3..120 months, today's shape and the
            proposed one (bench/state_size.py)
   probe    20,000 games loaded by dlt alone: dict rows vs Arrow tables, loads of 5000
-           vs one, DuckDB memory limit (bench/probes.py)
+           vs one, DuckDB memory limit (bench/probes.py); only with --only
+  anchor   the cold scenario run by dlt's verified `chess` source (bench/anchor.py), when
+           --anchor-dir names a checkout of it; the cold run is then compared with it
 """
 
 from __future__ import annotations
@@ -43,17 +45,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.anchor import bench_anchor  # noqa: E402
 from bench.backfill import bench_backfill  # noqa: E402
 from bench.club import bench_club  # noqa: E402
 from bench.fixed_costs import bench_fixed  # noqa: E402
-from bench.harness import Bench, Scenario, clean_env  # noqa: E402
+from bench.harness import WHAT_IF, Bench, Scenario, clean_env  # noqa: E402
 from bench.probes import bench_probe_load  # noqa: E402
 from bench.state_size import book_state, measure, per_month_state  # noqa: E402
 from tests.fake_chesscom import FakeChessCom, World, recent_months  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 QUICK = ("fixed", "cold", "scale")
-GROUPS = ("fixed", "cold", "scale", "club", "backfill", "state", "probe")
+DEFAULT = ("fixed", "cold", "scale", "club", "backfill", "state")
+GROUPS = (*DEFAULT, "probe", "anchor")
 
 
 def fresh(
@@ -231,16 +235,44 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backfill-players", type=int, default=20)
     parser.add_argument("--backfill-months", type=int, default=100)
     parser.add_argument("--backfill-games", type=int, default=500)
+    parser.add_argument(
+        "--backfill-max-games-per-load", type=int, help="what-if: the source's games budget"
+    )
     parser.add_argument("--resume-months", type=int, default=5, help="months of the killed run")
     parser.add_argument("--probe-copies", type=int, default=4, help="x 5000 games per probe")
     parser.add_argument("--state-months", default="3,12,60,120", help="state size at these")
+    parser.add_argument(
+        "--anchor-dir",
+        type=Path,
+        help="the `sources` directory of a dlt-hub/verified-sources checkout: adds the anchor "
+        "group (README: Benchmark)",
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="what-if: an env setting for every run of the script, e.g. "
+        'DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG=\'{"memory_limit": "256MB"}\'',
+    )
     args = parser.parse_args()
-    groups = QUICK if args.quick else GROUPS
+    for setting in args.setting:
+        name, sep, value = setting.partition("=")
+        if not sep or not name:
+            parser.error(f"--setting {setting!r}: expected NAME=VALUE")
+        WHAT_IF[name] = value
+    groups = QUICK if args.quick else DEFAULT
+    if args.anchor_dir is not None:
+        if not (args.anchor_dir / "chess" / "__init__.py").is_file():
+            parser.error(f"--anchor-dir {args.anchor_dir}: no chess/__init__.py there")
+        groups = (*groups, "anchor")
     if args.only:
         groups = tuple(g.strip() for g in args.only.split(","))
         unknown = sorted(set(groups) - set(GROUPS))
         if unknown:
             parser.error(f"unknown group(s) {', '.join(unknown)}: expected {', '.join(GROUPS)}")
+        if "anchor" in groups and args.anchor_dir is None:
+            parser.error("the anchor group needs --anchor-dir")
     args.groups = groups
     return args
 
@@ -265,6 +297,17 @@ def main() -> int:
                 incremental[0], fixed
             )
         scenarios += incremental
+    if "anchor" in args.groups:
+        anchor = bench_anchor(
+            args.anchor_dir, args.players, args.months, args.games, args.latency,
+            args.in_flight, args.repeat,
+        )  # fmt: skip
+        cold = [s for s in scenarios if s.name == "cold"]
+        if cold:
+            anchor.checks["cold_over_anchor"] = round(
+                cold[0].median("wall_s") / anchor.median("wall_s"), 2
+            )
+        scenarios.append(anchor)
     if "scale" in args.groups:
         scenarios += bench_scale(args)
     if "club" in args.groups:

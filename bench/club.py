@@ -17,7 +17,7 @@ from typing import Any
 
 from dlt.common.versioned_state import decompress_state
 
-from .harness import Bench, Run, Scenario
+from .harness import Bench, Run, Scenario, games_budget
 from .lazy_api import LazyChessCom
 from .state_size import book_state, measure, measure_stored
 
@@ -70,10 +70,7 @@ def bench_club(args: argparse.Namespace) -> list[Scenario]:
         max_in_flight=args.in_flight,
     ).start()
     try:
-        extra = {}
-        if args.club_max_games_per_load:  # what-if: fewer, larger loads
-            extra["SOURCES__CHESS__MAX_GAMES_PER_LOAD"] = str(args.club_max_games_per_load)
-            cold.description += f", max_games_per_load={args.club_max_games_per_load}"
+        extra = games_budget(cold, args.club_max_games_per_load)
         with Bench(api, players, extra) as bench:
             run = bench.run()
             cold.runs.append(run)

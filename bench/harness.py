@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "pipelines" / "dlt" / "dlt-chess-snowflake.py"
 SCRUB = ("SOURCES__", "DESTINATION__", "RUNTIME__", "DLT_", "CHESS_", "EXTRACT__", "NORMALIZE__")
 SAMPLE_EVERY_S = 0.25
+# Settings given to every run of the script (bench.py `--setting NAME=VALUE`): what-ifs
+# such as a larger DuckDB memory limit, recorded with the results.
+WHAT_IF: dict[str, str] = {}
 
 
 @dataclass
@@ -65,6 +68,15 @@ class Scenario:
 
     def median_step(self, step: str) -> float:
         return statistics.median(r.steps_s.get(step, 0.0) for r in self.runs)
+
+
+def games_budget(scenario: Scenario, games: int | None) -> dict[str, str]:
+    """Settings for a what-if games budget per load (`max_games_per_load`), noted in the
+    scenario's description; none when `games` is not given."""
+    if not games:
+        return {}
+    scenario.description += f", max_games_per_load={games}"
+    return {"SOURCES__CHESS__MAX_GAMES_PER_LOAD": str(games)}
 
 
 def clean_env() -> dict[str, str]:
@@ -145,6 +157,7 @@ class Bench:
             DLT_DATA_DIR=str(self.dir / "dlt"),
             SOURCES__CHESS__BASE_URL=self.api.base_url,
             SOURCES__CHESS__CONTACT="bench@example.com",
+            **WHAT_IF,
             **self.extra_env,
         )
         return env

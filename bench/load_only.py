@@ -6,8 +6,9 @@ into DuckDB with the same table hints, file format and settings as the real scri
 without any HTTP. Its wall time (process start to exit, like the script's) is the
 "normalize and load the same rows" term of the cold-load target in bench/bench.py.
 
-Probe options (bench/bench.py `--only arrow`): `--arrow` yields each batch as a pyarrow
-Table instead of dicts (dlt's Arrow path skips most of normalize), `--per-load N` splits
+Probe options (bench/bench.py `--only probe`): `--arrow` yields each batch as the source
+does, a pyarrow Table made by `games_table` (dlt's Arrow path skips most of normalize);
+without it, dict rows (the source before 2026-12-05). `--per-load N` splits
 the games into loads of N (as `max_games_per_load` does), `--copies K` loads the file's
 games K times with fresh uuids (a big load from a small file), `--deduplicated` tells dlt
 the staged rows have no repeated key (skips the ROW_NUMBER() pass of its merge). It
@@ -28,22 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pipelines" / "dlt"))
 os.environ.setdefault("DLT_PROJECT_DIR", str(ROOT / "pipelines" / "dlt"))
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # as the script sets it
 
 import dlt  # noqa: E402
 
-from chess_com.records import GAME_COLUMNS, game_row  # noqa: E402
+from chess_com.records import GAME_COLUMNS, game_row, games_table  # noqa: E402
 from pipeline_runner import LOADER_FILE_FORMAT  # noqa: E402
 
 BATCH = 300  # a month's archive at a time, as the source yields them
-
-
-def arrow_table(rows: list[dict[str, Any]]) -> Any:
-    """Rows as one pyarrow Table, column by column (a key missing from a row is null;
-    `pa.Table.from_pylist` would take the columns of the first row only)."""
-    import pyarrow as pa
-
-    names = list(dict.fromkeys(k for row in rows for k in row))
-    return pa.table({name: [row.get(name) for row in rows] for name in names})
 
 
 def batches(games: list[dict[str, Any]], copies: int, arrow: bool) -> Iterator[Any]:
@@ -53,7 +46,8 @@ def batches(games: list[dict[str, Any]], copies: int, arrow: bool) -> Iterator[A
             if copy:
                 for row in rows:
                     row["uuid"] = f"{row['uuid'][:-6]}{copy:06d}"
-            yield arrow_table(rows) if arrow else rows
+            table = games_table(rows) if arrow else None
+            yield rows if table is None else table
 
 
 def main() -> int:

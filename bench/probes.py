@@ -1,11 +1,11 @@
 """Probes for the next changes to the source: the same games loaded by dlt alone
 (bench/load_only.py, no HTTP) in different ways, to see what would move games/s.
 
-`probe-load` modes (`MODES`), each in a fresh process and directory: what the source does
-today (dict rows, loads of `max_games_per_load` = 5000), one load for all (the per-load
-fixed cost, by difference), staged rows declared deduplicated (dlt's merge then skips its
-ROW_NUMBER() pass), DuckDB without the project's 128 MB `memory_limit`, and rows as
-pyarrow Tables (dlt's Arrow path), alone and with the rest.
+`probe-load` modes (`MODES`), each in a fresh process and directory: what the source did
+before 2026-12-05 (dict rows, dlt's ROW_NUMBER() merge), what it does today (Arrow tables
+from `games_table`, staged rows declared deduplicated), both in loads of
+`max_games_per_load` = 5000, and today's with larger loads, one load for all (the per-load
+fixed cost, by difference) and DuckDB without the project's 128 MB `memory_limit`.
 """
 
 from __future__ import annotations
@@ -26,17 +26,13 @@ from .lazy_api import GameFactory
 LOAD_ONLY = ROOT / "bench" / "load_only.py"
 BASE_GAMES = 5000
 ONE_GB = {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{"memory_limit": "1GB"}'}
-PER_LOAD = ["--per-load", "5000"]
+TODAY = ["--arrow", "--deduplicated"]
 MODES: dict[str, tuple[list[str], dict[str, str]]] = {
-    "today: dicts, 5000 per load": (PER_LOAD, {}),
-    "dicts, one load": ([], {}),
-    "dicts, 5000 per load, deduplicated": ([*PER_LOAD, "--deduplicated"], {}),
-    "dicts, 5000 per load, DuckDB 1GB": (PER_LOAD, ONE_GB),
-    "arrow, 5000 per load": ([*PER_LOAD, "--arrow"], {}),
-    "arrow, 5000 per load, deduplicated, DuckDB 1GB": (
-        [*PER_LOAD, "--arrow", "--deduplicated"],
-        ONE_GB,
-    ),
+    "before: dicts, 5000 per load": (["--per-load", "5000"], {}),
+    "today: arrow, deduplicated, 5000 per load": ([*TODAY, "--per-load", "5000"], {}),
+    "arrow, deduplicated, 20000 per load": ([*TODAY, "--per-load", "20000"], {}),
+    "arrow, deduplicated, one load": (TODAY, {}),
+    "arrow, deduplicated, 5000 per load, DuckDB 1GB": ([*TODAY, "--per-load", "5000"], ONE_GB),
 }
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from dlt.common.versioned_state import compress_state, decompress_state
 
+from bench.anchor import bench_anchor
 from bench.backfill import rss_quarters
 from bench.fixed_costs import slowest_imports
 from bench.harness import Run
@@ -139,3 +141,57 @@ def test_lazy_api_serves_months_with_stable_validators_and_new_games_change_them
         assert api.total_games == 3 * 5 + 2
         assert _get(api, "/player/nobody/games/archives")[0] == 404
         assert _get(api, "/player/alice/games/1999/01")[0] == 200  # an empty month, as the base
+
+
+# A stand-in with the anchor's layout (chess/{settings,helpers}.py, `source()`), so the
+# anchor harness is checked here without dlt's verified-sources checkout.
+STAND_IN = {
+    "settings.py": 'OFFICIAL_CHESS_API_URL = "https://api.chess.com/pub/"\n',
+    "helpers.py": "from .settings import OFFICIAL_CHESS_API_URL  # bound at import\n",
+    "__init__.py": """
+import json
+import urllib.request
+
+import dlt
+
+from . import helpers
+
+
+def _get(url):
+    request = urllib.request.Request(url, headers={"User-Agent": "stand-in"})
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+@dlt.source
+def source(players, start_month=None, end_month=None):
+    base = helpers.OFFICIAL_CHESS_API_URL
+
+    @dlt.resource(write_disposition="append")
+    def players_profiles():
+        yield [_get(f"{base}player/{p}") for p in players]
+
+    @dlt.resource(write_disposition="append")  # as the anchor: a shared game twice
+    def players_games():
+        for p in players:
+            for url in _get(f"{base}player/{p}/games/archives")["archives"]:
+                yield _get(url)["games"]
+
+    return players_profiles, players_games
+""",
+}
+
+
+def test_anchor_harness_counts_what_the_anchor_loaded(tmp_path: Path) -> None:
+    package = tmp_path / "chess"
+    package.mkdir()
+    for name, text in STAND_IN.items():
+        (package / name).write_text(text)
+    scenario = bench_anchor(tmp_path, 2, 2, 5, latency=0.0, in_flight=3, repeat=1)
+    (run,) = scenario.checks["runs"]
+    assert run["exit_code"] == 0, scenario.runs[0].notes
+    assert run["games_lost"] == 0
+    assert run["game_rows"] == run["archive_entries_served"] > run["games_served"]
+    assert run["duplicate_rows"] == run["archive_entries_served"] - run["games_served"]
+    assert scenario.runs[0].rows["players_games"] == run["game_rows"]
+    assert scenario.runs[0].requests["games:200"] == 4  # 2 players x 2 months

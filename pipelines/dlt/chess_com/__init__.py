@@ -84,7 +84,7 @@ def chess(
     base_url: str = DEFAULT_BASE_URL,
     contact: str | None = None,
     max_concurrency: int = 3,
-    max_games_per_load: int = 5000,
+    max_games_per_load: int = 20000,
     deadline_s: float | None = None,
     request_deadline_s: float | None = DEFAULT_REQUEST_DEADLINE_S,
     report: RunReport | None = None,
