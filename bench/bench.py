@@ -347,7 +347,7 @@ def main() -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    out.write_text(json.dumps(report, indent=2))
+    out.write_text(json.dumps(report, indent=2, default=str))  # paths in the settings
     print(table(scenarios))
     print()
     for s in scenarios:
