@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -34,7 +33,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Run, Scenario, clean_env  # noqa: E402
+from bench.harness import Run, Scenario, clean_env, reap  # noqa: E402
 from tests.fake_chesscom import FakeChessCom, World, recent_months  # noqa: E402
 
 DATASET = "chess_players_games_data"  # as in the anchor's example
@@ -75,20 +74,6 @@ rows = dict(trace.last_normalize_info.row_counts) if trace.last_normalize_info e
 summary = {"steps_s": steps, "rows": rows, "loads": len(info.loads_ids)}
 open(settings["summary"], "w").write(json.dumps(summary))
 """
-
-
-def _reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bool, int, Any]:
-    """wait4 the driver (its rusage has the peak RSS); SIGKILL it after `timeout` seconds."""
-    deadline = time.perf_counter() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            return False, status, usage
-        if time.perf_counter() > deadline:
-            proc.send_signal(signal.SIGKILL)
-            _, status, usage = os.wait4(proc.pid, 0)
-            return True, status, usage
-        time.sleep(0.05)
 
 
 def _tail(path: Path, lines: int = 5) -> list[str]:
@@ -155,13 +140,8 @@ def run_anchor(
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-            try:
-                killed, status, usage = _reap(proc, TIMEOUT_S)
-            except BaseException:  # the bench is stopped: so is the driver
-                proc.kill()
-                proc.wait()
-                raise
-            proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
+            deadline = started + TIMEOUT_S
+            killed, usage = reap(proc, lambda: time.perf_counter() > deadline)
         wall = time.perf_counter() - started
         figures: dict[str, Any] = json.loads(summary.read_text()) if summary.exists() else {}
         rows, uuids = _games_loaded(db)

@@ -112,22 +112,28 @@ class RssSampler(threading.Thread):
                 self.samples.append((round(time.perf_counter() - self.started, 2), round(value, 1)))
 
 
-def _wait(
-    proc: subprocess.Popen[bytes], kill_when: Callable[[], bool] | None
-) -> tuple[bool, int, Any]:
-    """Reap the script (wait4, not poll: its rusage has the peak RSS); with `kill_when`,
-    SIGKILL it as soon as that says so. Returns (killed, wait status, rusage)."""
-    killed = False
-    while kill_when is not None and not killed:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            return False, status, usage
-        if kill_when():
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-        time.sleep(0.05)
-    _, status, usage = os.wait4(proc.pid, 0)
-    return killed, status, usage
+def reap(proc: subprocess.Popen[bytes], kill_when: Callable[[], bool] | None) -> tuple[bool, Any]:
+    """Reap a child (wait4, not poll: its rusage has the peak RSS) and set its returncode;
+    with `kill_when`, SIGKILL it as soon as that says so. If the bench itself is stopped,
+    so is the child. Returns (killed, rusage)."""
+    try:
+        killed = False
+        while kill_when is not None and not killed:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if kill_when():
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+            time.sleep(0.05)
+        else:
+            _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
+    return killed, usage
 
 
 class Bench:
@@ -179,15 +185,10 @@ class Bench:
             sampler = RssSampler(proc.pid, started)
             sampler.start()
             try:
-                killed, status, usage = _wait(proc, kill_when)
-            except BaseException:  # the bench is stopped: so is the script
-                proc.kill()
-                proc.wait()
-                raise
+                killed, usage = reap(proc, kill_when)
             finally:
                 sampler.done.set()
                 sampler.join()
-            proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
             wall = time.perf_counter() - started
         code = proc.returncode
         if not killed and code not in (0, 1):

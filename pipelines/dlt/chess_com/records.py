@@ -226,7 +226,7 @@ def games_table(rows: list[dict[str, Any]]) -> pa.Table | None:
     """
     import pyarrow as pa
 
-    arrays = {}
+    fields, arrays = [], []
     for name in dict.fromkeys(key for row in rows for key in row):
         values = [row.get(name) for row in rows]
         try:
@@ -244,5 +244,8 @@ def games_table(rows: list[dict[str, Any]]) -> pa.Table | None:
             or pa.types.is_timestamp(kind)
         ):
             return None  # an object or a list: dlt's normalizer flattens it
-        arrays[name] = array
-    return pa.table(arrays)
+        # uuid is the key (validated, never null): say so, as the resource's hint does,
+        # or dlt warns about the difference for every table
+        fields.append(pa.field(name, kind, nullable=name != "uuid"))
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
