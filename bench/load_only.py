@@ -35,6 +35,7 @@ import dlt  # noqa: E402
 
 from chess_com.records import GAME_COLUMNS, game_row, games_table  # noqa: E402
 from pipeline_runner import LOADER_FILE_FORMAT  # noqa: E402
+from pipeline_runner.summary import peak_memory_mb  # noqa: E402
 
 BATCH = 300  # a month's archive at a time, as the source yields them
 
@@ -133,6 +134,7 @@ def main() -> int:
                 "steps_s": {k: round(v, 3) for k, v in steps.items()},
                 "load_s_first_last": [load_s[0], load_s[-1]] if load_s else [],
                 "run_s": round(time.perf_counter() - started, 3),
+                "peak_memory_mb": peak_memory_mb(),
             }
         )
     )

@@ -70,7 +70,7 @@ def run_mode(games: Path, copies: int, args: list[str], env: dict[str, str]) -> 
     result.update(
         games_per_s_normalize_load=round(result["games"] / dlt_s),
         games_per_s_shape_to_load=round(result["games"] / all_s),
-        peak_rss_mb=round(usage.ru_maxrss / 1024),
+        peak_rss_mb=round(result["peak_memory_mb"] or usage.ru_maxrss / 1024),
     )
     return result
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +15,7 @@ from dlt.common.versioned_state import compress_state, decompress_state
 from bench.anchor import bench_anchor
 from bench.backfill import rss_quarters
 from bench.fixed_costs import slowest_imports
-from bench.harness import Run
+from bench.harness import RssSampler, Run, reap
 from bench.lazy_api import GameFactory, LazyChessCom
 from bench.state_size import book_state, measure, measure_stored, months_back, per_month_state
 from chess_com.book import PlayerBook
@@ -195,3 +198,22 @@ def test_anchor_harness_counts_what_the_anchor_loaded(tmp_path: Path) -> None:
     assert run["duplicate_rows"] == run["archive_entries_served"] - run["games_served"]
     assert scenario.runs[0].rows["players_games"] == run["game_rows"]
     assert scenario.runs[0].requests["games:200"] == 4  # 2 players x 2 months
+
+
+def test_a_child_peak_is_read_from_its_own_vmhwm_not_from_wait4() -> None:
+    """Why bench/harness.py does not take `ru_maxrss`: Linux carries the parent's peak
+    into a child across fork/exec, so a small script started by a big benchmark would
+    report the benchmark's memory."""
+    ballast = bytearray(300 * 1024 * 1024)  # this process's peak goes past 300 MB
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
+    sampler = RssSampler(child.pid, time.perf_counter())
+    sampler.start()
+    killed, usage = reap(child, None)
+    sampler.done.set()
+    sampler.join()
+    del ballast
+    assert not killed and child.returncode == 0
+    assert usage.ru_maxrss / 1024 > 300  # the parent's peak, not the child's
+    assert 0 < sampler.peak_mb < 100  # the child's own: an idle interpreter

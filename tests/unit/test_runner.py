@@ -30,7 +30,7 @@ from pipeline_runner import (
     run_pipeline,
 )
 from pipeline_runner.settings import check_writable, resolve_switches
-from pipeline_runner.summary import LoadFailure, RunSummary, essence
+from pipeline_runner.summary import LoadFailure, RunSummary, essence, peak_memory_mb
 from pipeline_runner.workdir import PipelineBusy, RunLock, pipelines_dir
 
 # -- redaction -----------------------------------------------------------------------------
@@ -334,3 +334,16 @@ def test_headline_says_when_nothing_was_loaded() -> None:
     assert summary.headline(None).startswith("Nothing loaded into duckdb dataset 'toy'")
     summary.loads = 1
     assert summary.headline(None) == "Loaded into duckdb dataset 'toy'"
+
+
+def test_peak_memory_is_the_process_own_high_water_mark(tmp_path: Path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t 900000 kB\nVmHWM:\t  263168 kB\nVmRSS:\t 1024 kB\n")
+    assert peak_memory_mb(status) == 257.0
+    assert peak_memory_mb(tmp_path / "missing") is None
+    assert peak_memory_mb() is not None  # this Linux process has a /proc/self/status
+
+    summary = RunSummary(pipeline="toy", peak_memory_mb=257.0)
+    assert "peak memory: 257 MB" in summary.text(None).splitlines()
+    assert summary.as_dict(None)["peak_memory_mb"] == 257.0
+    assert "peak memory" not in RunSummary(pipeline="toy").text(None)

@@ -37,7 +37,7 @@ from .settings import (
     resolve_switches,
     run_options,
 )
-from .summary import LoadFailure, RunSummary, SourceReport, essence
+from .summary import LoadFailure, RunSummary, SourceReport, essence, peak_memory_mb
 from .workdir import PipelineBusy, RunLock, pipelines_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
@@ -178,6 +178,7 @@ class _Runner:
         self._after_load(pipeline)
 
         self.summary.elapsed = time.perf_counter() - started
+        self.summary.peak_memory_mb = peak_memory_mb()
         print(self.summary.text(self.report))
         if self.options.summary_json:
             self.summary.write_json(self.options.summary_json, self.report)

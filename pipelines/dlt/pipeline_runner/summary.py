@@ -120,6 +120,7 @@ class RunSummary:
     # What the runner did besides the loads (a resumed refresh, a pending package).
     notes: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    peak_memory_mb: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -164,6 +165,7 @@ class RunSummary:
             *(f"  {table}: {n}" for table, n in sorted(self.rows.items())),
             *([] if self.rows else ["  (nothing new)"]),
             f"elapsed: {self.elapsed:.1f} s{steps}",
+            *([f"peak memory: {self.peak_memory_mb:.0f} MB"] if self.peak_memory_mb else []),
             f"working directory: {self.working_dir}",
             *(f"note: {note}" for note in self.notes),
             *(f"error: {f.describe()}" for f in self.load_failures),
@@ -183,6 +185,7 @@ class RunSummary:
             "rows": dict(sorted(self.rows.items())),
             "step_seconds": {k: round(v, 3) for k, v in self.step_seconds.items()},
             "elapsed_s": round(self.elapsed, 3),
+            "peak_memory_mb": round(self.peak_memory_mb, 1) if self.peak_memory_mb else None,
             "load_failures": [f.as_dict() for f in self.load_failures],
             "errors": list(self.errors),
             "notes": list(self.notes),
@@ -204,6 +207,22 @@ class RunSummary:
         for table, rows in sorted(self.rows.items()):
             Kestra.counter("rows", rows, {"table": table})
         Kestra.timer("elapsed", self.elapsed)
+        if self.peak_memory_mb:
+            Kestra.counter("peak_memory_mb", round(self.peak_memory_mb))
+
+
+def peak_memory_mb(status: Path = Path("/proc/self/status")) -> float | None:
+    """This process's peak resident memory (Linux `VmHWM`): what a container's memory
+    limit must allow. Not `ru_maxrss`, which also holds the peak of the process that
+    started this one (Linux keeps it across exec: `exec_mmap` in fs/exec.c). None where
+    there is no /proc."""
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _call(report: SourceReport | None, method: str, default: Any) -> Any:
