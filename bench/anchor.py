@@ -7,8 +7,8 @@ fresh process per run. Its code is never copied into this repository: pass the d
 that holds its `chess` package (e.g. /tmp/anchor/sources, extracted from a snapshot with
 `git archive`). A small driver, written into each run's temp directory, imports it, points
 its `OFFICIAL_CHESS_API_URL` at the fake server (patched in the driver process only: the
-anchor's files are not edited) and runs the pipeline. Figures: wall time, peak RSS (`wait4`
-rusage), requests by status as the server saw them, game rows loaded vs games served.
+anchor's files are not edited) and runs the pipeline. Figures: wall time, peak RSS (the
+driver's own `VmHWM`), requests by status as the server saw them, game rows loaded vs games served.
 
 Not loaded: `players_online_status` (the example's second pipeline) calls Chess.com's
 unofficial `www.chess.com/callback/user/popup/<player>`, which the fake API does not serve.

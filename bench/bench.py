@@ -4,8 +4,8 @@
 Runs the real script into DuckDB, per scenario, and reports wall time (median of
 `--repeat` runs), requests by kind and status, bytes downloaded, rows and games loaded,
 dlt's extract / normalize / load step times (from the pipeline trace) and peak RSS of the
-script's process (`wait4` rusage). Writes JSON to bench/results/ and prints a table and
-each scenario's checks. Figures only: nothing here asserts a time.
+script's process (its own `VmHWM`, bench/harness.py). Writes JSON to bench/results/ and
+prints a table and each scenario's checks. Figures only: nothing here asserts a time.
 
 Scenarios (defaults as in the benchmark issues; `--quick` runs the first group only):
   fixed    interpreter, imports and first-load costs of one run

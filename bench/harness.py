@@ -1,7 +1,7 @@
 """Run the real script against a fake API in a throw-away working directory, and measure it.
 
 Each `Bench` owns a temporary directory (its own `DLT_DATA_DIR` and DuckDB file), removed by
-`close()`. A run records wall time, the script's peak RSS (`wait4` rusage) and, sampled
+`close()`. A run records wall time, the script's peak RSS (its own `VmHWM`, see `status_mb`) and, sampled
 from /proc while it runs, its RSS over time; requests as the server saw them; and the
 figures of the script's `--summary-json`.
 """
