@@ -61,6 +61,9 @@ def test_cold_run_loads_exactly_the_served_games(
     assert api.stats.by_status()[429] == 0
     assert f"games loaded: {len(uuids)}" in run.stdout
     assert "players loaded: 3" in run.stdout
+    assert re.search(r"^peak memory: \d+ MB$", run.stdout, re.MULTILINE), run.stdout
+    # A clean run warns about nothing (dlt once logged a schema warning for every month).
+    assert "WARNING" not in run.stderr, run.stderr
 
 
 def test_warm_rerun_downloads_nothing_then_picks_up_new_games(
