@@ -33,7 +33,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Run, Scenario, clean_env, reap  # noqa: E402
+from bench.harness import RssSampler, Run, Scenario, clean_env, reap  # noqa: E402
 from tests.fake_chesscom import FakeChessCom, World, recent_months  # noqa: E402
 
 DATASET = "chess_players_games_data"  # as in the anchor's example
@@ -147,8 +147,14 @@ def run_anchor(
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+            sampler = RssSampler(proc.pid, started)
+            sampler.start()
             deadline = started + TIMEOUT_S
-            killed, usage = reap(proc, lambda: time.perf_counter() > deadline)
+            try:
+                killed, _ = reap(proc, lambda: time.perf_counter() > deadline)
+            finally:
+                sampler.done.set()
+                sampler.join()
         wall = time.perf_counter() - started
         figures: dict[str, Any] = json.loads(summary.read_text()) if summary.exists() else {}
         rows, uuids = _games_loaded(db)
@@ -157,7 +163,8 @@ def run_anchor(
         run = Run(
             wall_s=wall,
             exit_code=proc.returncode,
-            peak_rss_mb=figures.get("peak_memory_mb") or usage.ru_maxrss / 1024,
+            # The driver's own peak; a failed driver's, as last sampled (bench/harness.py).
+            peak_rss_mb=figures.get("peak_memory_mb") or sampler.peak_mb,
             requests={f"{k}:{s}": n for (k, s), n in sorted(counts.items())},
             by_status={str(s): n for s, n in sorted(api.stats.by_status().items())},
             bytes_downloaded=api.stats.bytes_sent(),
@@ -166,6 +173,7 @@ def run_anchor(
             loads=figures.get("loads", 0),
             games_in_table=rows,
             steps_s=figures.get("steps_s", {}),
+            rss_samples=sampler.samples,
             killed=killed,
             notes=notes,
         )

@@ -1,8 +1,8 @@
 """Run the real script against a fake API in a throw-away working directory, and measure it.
 
 Each `Bench` owns a temporary directory (its own `DLT_DATA_DIR` and DuckDB file), removed by
-`close()`. A run records wall time, the script's peak RSS (its own `VmHWM`, see `status_mb`) and, sampled
-from /proc while it runs, its RSS over time; requests as the server saw them; and the
+`close()`. A run records wall time, the script's peak RSS (its own `VmHWM`, see
+`status_mb`) and, sampled from /proc while it runs, its RSS over time; requests as the server saw them; and the
 figures of the script's `--summary-json`.
 """
 
@@ -121,9 +121,9 @@ class RssSampler(threading.Thread):
 
 
 def reap(proc: subprocess.Popen[bytes], kill_when: Callable[[], bool] | None) -> tuple[bool, Any]:
-    """Reap a child (wait4, not poll: its rusage has the peak RSS) and set its returncode;
-    with `kill_when`, SIGKILL it as soon as that says so. If the bench itself is stopped,
-    so is the child. Returns (killed, rusage)."""
+    """Reap a child and set its returncode; with `kill_when`, SIGKILL it as soon as that
+    says so. If the bench itself is stopped, so is the child. Returns (killed, rusage):
+    not for its peak RSS, see `status_mb`."""
     try:
         killed = False
         while kill_when is not None and not killed:

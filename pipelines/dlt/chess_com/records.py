@@ -234,7 +234,7 @@ def games_table(rows: list[dict[str, Any]]) -> pa.Table | None:
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             return None
         kind = array.type
-        if pa.types.is_null(kind) or array.null_count == len(array):
+        if array.null_count == len(array):
             continue
         if not (
             pa.types.is_string(kind)
