@@ -9,7 +9,8 @@ given as flags come from dlt config (`pipelines/dlt/.dlt/config.toml`, `SOURCES_
 env vars). Snowflake credentials come from `DESTINATION__SNOWFLAKE__CREDENTIALS__*` env vars
 or `.dlt/secrets.toml`. The CLI plumbing (flags, checks, lock, loads, summary, exit codes:
 0 all players loaded, 1 something did not load, 2 usage/config error, 3 another run holds
-the lock) is `pipeline_runner`'s; what is chess is below.
+the lock or another process the DuckDB file, 143/130 stopped by SIGTERM/SIGINT) is
+`pipeline_runner`'s; what is chess is below.
 """
 
 from __future__ import annotations

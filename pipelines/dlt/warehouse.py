@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 GAMES_TABLE = "players_games"
 ARCHIVES_TABLE = "players_archives"
@@ -78,8 +79,12 @@ def create_views(pipeline: dlt.Pipeline) -> bool:
 
 
 def _has_table(sql: Any, table: str) -> bool:
+    """Whether `table` exists. Only "does not exist" (dlt's `DatabaseUndefinedRelation`,
+    on DuckDB and Snowflake alike) means absent; any other error (a lock, a lost
+    connection, no privilege) is raised, so the after-load step fails saying why instead
+    of skipping the views as if there were no data."""
     try:
         sql.execute_sql(f"SELECT 1 FROM {sql.make_qualified_table_name(table)} WHERE 1 = 0")
-    except Exception:
+    except DatabaseUndefinedRelation:
         return False
     return True

@@ -16,9 +16,11 @@ from chess_com.client import (
     MonthNotFound,
     PlayerGone,
     PlayerNotFound,
+    Redirected,
     RequestTooSlow,
     Unreachable,
     connect_failure,
+    same_document,
     user_agent,
 )
 from tests.fake_chesscom import FakeChessCom, World
@@ -275,3 +277,122 @@ def test_connect_failures_are_told_from_broken_answers(reason: Exception, expect
 def test_request_deadline_must_be_positive_seconds(bad: object) -> None:
     with pytest.raises(ConfigurationError, match="SOURCES__CHESS__REQUEST_DEADLINE_S"):
         ChessComClient(BASE, "ops@example.com", request_deadline_s=bad)  # type: ignore[arg-type]
+
+
+# -- redirects (issue 19 item 3): never another document's answer as this one ----------
+MONTH = f"{BASE}/player/alice/games/2026/11"
+
+
+@responses.activate
+def test_a_redirect_to_the_same_player_in_another_case_is_followed(
+    client: ChessComClient,
+) -> None:
+    target = f"{BASE}/player/ALICE/games/2026/11"
+    responses.get(MONTH, status=301, headers={"Location": target})
+    responses.get(target, json={"games": []}, headers={"ETag": 'W/"t"'})
+    fetched = client.games("alice", "2026/11")
+    assert fetched.status == 200 and fetched.data == {"games": []}
+    assert fetched.url == MONTH and fetched.etag == 'W/"t"'
+    assert [c.request.url for c in responses.calls] == [MONTH, target]
+    assert client.stats.by_status == {301: 1, 200: 1}
+
+
+@responses.activate
+def test_a_conditional_request_keeps_its_validators_through_a_followed_redirect(
+    client: ChessComClient,
+) -> None:
+    target = f"{MONTH}/"  # a trailing slash: the same document
+    responses.get(MONTH, status=308, headers={"Location": "/pub/player/alice/games/2026/11/"})
+    responses.get(target, status=304)
+    fetched = client.games("alice", "2026/11", etag='W/"e"', last_modified=LAST_MODIFIED)
+    assert fetched.not_modified and fetched.etag == 'W/"e"'
+    sent = responses.calls[1].request
+    assert sent.url == target and sent.headers["If-None-Match"] == 'W/"e"'
+    assert sent.headers["If-Modified-Since"] == LAST_MODIFIED
+
+
+@pytest.mark.parametrize(
+    ("status", "location"),
+    [
+        (301, f"{BASE}/player/bob/games/2026/11"),  # another player
+        (302, f"{BASE}/player/alice/games/2026/10"),  # another month
+        (301, f"{BASE}/player/alice/games/archives"),  # another kind of document
+        (307, "https://mirror.example.test/pub/player/alice/games/2026/11"),  # another host
+        (308, "https://api.example.test:8443/pub/player/alice/games/2026/11"),  # another port
+        (303, "https://api.example.test/pub/player/alice/games/2026/11?page=2"),
+        (301, "/pub/player/bob/games/2026/11"),  # relative, still another player
+    ],
+)
+@responses.activate
+def test_a_redirect_to_another_document_fails_naming_both_urls(
+    client: ChessComClient, status: int, location: str
+) -> None:
+    responses.get(MONTH, status=status, headers={"Location": location})
+    target = location if location.startswith("http") else f"https://api.example.test{location}"
+    with pytest.raises(Redirected) as error:
+        client.games("alice", "2026/11")
+    assert str(error.value) == (
+        f"{MONTH} redirected ({status}) to {target}, another resource: not stored, "
+        "fetched again next run"
+    )
+    assert error.value.status == status and error.value.url == MONTH
+    assert len(responses.calls) == 1  # the other document is not even requested
+
+
+@responses.activate
+def test_a_redirect_through_the_same_document_to_another_fails(client: ChessComClient) -> None:
+    upper = f"{BASE}/player/Alice/games/2026/11"
+    responses.get(MONTH, status=301, headers={"Location": upper})
+    responses.get(upper, status=302, headers={"Location": f"{BASE}/player/bob/games/2026/11"})
+    with pytest.raises(Redirected, match=f"{MONTH} redirected \\(302\\) to .*/player/bob/"):
+        client.games("alice", "2026/11")
+
+
+@responses.activate
+def test_a_redirect_loop_is_an_error(client: ChessComClient) -> None:
+    upper = f"{BASE}/player/ALICE/games/2026/11"
+    responses.get(MONTH, status=301, headers={"Location": upper})
+    responses.get(upper, status=301, headers={"Location": MONTH})
+    with pytest.raises(ChessComError, match=f"{MONTH}: more than 5 redirects"):
+        client.games("alice", "2026/11")
+    assert len(responses.calls) == 6
+
+
+@responses.activate
+def test_redirect_messages_mask_credentials() -> None:
+    secret_base = "https://ops:pa55word@api.example.test/pub"
+    client = ChessComClient(secret_base, "ops@example.com", retry=FAST_RETRY)
+    location = "https://ops:pa55word@api.example.test/pub/player/bob"
+    responses.get(f"{secret_base}/player/alice", status=301, headers={"Location": location})
+    with pytest.raises(Redirected) as error:
+        client.profile("alice")
+    assert "pa55word" not in str(error.value) and "***@api.example.test" in str(error.value)
+
+
+@responses.activate
+def test_a_5xx_after_a_followed_redirect_is_retried(client: ChessComClient) -> None:
+    target = f"{BASE}/player/ALICE/games/2026/11"
+    responses.get(MONTH, status=301, headers={"Location": target})
+    responses.get(target, status=503)
+    responses.get(target, json={"games": []})
+    assert client.games("alice", "2026/11").data == {"games": []}
+    assert client.stats.by_status == {301: 1, 503: 1, 200: 1}
+
+
+@pytest.mark.parametrize(
+    ("requested", "target", "same"),
+    [
+        ("https://h/pub/player/alice", "https://h/pub/player/ALICE", True),
+        ("https://h/pub/player/alice/stats", "https://H/pub/player/Alice/stats/", True),
+        ("http://h/pub/player/alice", "https://h/pub/player/alice", True),
+        ("http://h:8000/pub/player/alice", "http://h:8000/pub/player/alice/", True),
+        ("https://h/pub/player/alice", "http://h/pub/player/alice", False),  # downgrade
+        ("http://h:8000/pub/player/alice", "https://h:8000/pub/player/alice", False),
+        ("https://h/pub/player/alice/games/archives", "https://h/pub/PLAYER/alice/games/archives", False),
+        ("https://h/pub/player/alice/games/2026/11", "https://h/pub/player/alice/GAMES/2026/11", False),
+        ("https://h/pub/player/alice", "https://h:99999/pub/player/alice", False),  # no such port
+        ("https://h/pub/player/alice", "ftp://h/pub/player/alice", False),
+    ],
+)  # fmt: skip
+def test_same_document(requested: str, target: str, same: bool) -> None:
+    assert same_document(requested, target) is same

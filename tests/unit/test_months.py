@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from chess_com import _listed_months
 from chess_com.book import PlayerBook
 from chess_com.months import (
     SETTLE,
@@ -13,6 +14,7 @@ from chess_com.months import (
     parse_ranges,
     plan_months,
 )
+from chess_com.records import InvalidRecordError
 
 NOW = datetime(2024, 3, 15, 12, tzinfo=UTC)
 
@@ -189,3 +191,35 @@ def test_book_reads_and_rewrites_the_state_written_before_ranges() -> None:
     book.keep_listing(m("2024/03"), book.listed_months(), {"etag": "l", "last_modified": None})
     assert state["alice"]["archives"]["months"] == "2024/01..2024/03"
     assert book.known() == 3
+
+
+# -- the turn of the month (issue 19 item 6) -------------------------------------------
+def archive_list(*months: str) -> dict:
+    return {"archives": [f"https://api.chess.com/pub/player/x/games/{m}" for m in months]}
+
+
+def test_next_month_in_the_archive_list_is_skipped_not_a_bad_list() -> None:
+    # Chess.com's clock a few seconds ahead at midnight UTC names 2024/04 on 2024/03/31.
+    listed, ahead = _listed_months(archive_list("2024/02", "2024/03", "2024/04"), m("2024/03"), 2)
+    assert listed == [m("2024/02"), m("2024/03")] and ahead == m("2024/04")
+    assert _listed_months(archive_list("2024/02"), m("2024/03"), 1) == ([m("2024/02")], None)
+    # A player whose first game is in the new month: nothing listed this run, no failure.
+    assert _listed_months(archive_list("2024/04"), m("2024/03"), 0) == ([], m("2024/04"))
+    # Across the year.
+    assert _listed_months(archive_list("2025/01"), m("2024/12"), 0) == ([], m("2025/01"))
+
+
+@pytest.mark.parametrize(
+    ("months", "known", "problem"),
+    [
+        # Two months ahead is no clock skew: a bad list (or a runner clock far off).
+        (("2024/03", "2024/05"), 1, "2024/05' is for a month after 2024/04"),
+        # Only next month, but past months were known: they cannot have vanished.
+        (("2024/04",), 3, "archive list is empty, but 3 months were known"),
+    ],
+)
+def test_months_further_ahead_still_make_a_bad_archive_list(
+    months: tuple[str, ...], known: int, problem: str
+) -> None:
+    with pytest.raises(InvalidRecordError, match=problem):
+        _listed_months(archive_list(*months), m("2024/03"), known)

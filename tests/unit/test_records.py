@@ -5,18 +5,15 @@ from pathlib import Path
 import pytest
 
 from chess_com.records import (
-    GAME_COLUMNS,
     InvalidRecordError,
     archive_urls,
     game_row,
-    games_table,
     month_games,
     profile_row,
     stats_row,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-CONFIG = FIXTURES.parent.parent / "pipelines" / "dlt" / ".dlt" / "config.toml"
 
 
 def recorded_game() -> dict:
@@ -49,97 +46,6 @@ def test_game_row_matches_what_dlt_would_flatten(tmp_path: Path) -> None:
         pipeline.normalize()
         schemas.append(sorted(pipeline.default_schema.get_table_columns("games")))
     assert schemas[0] == schemas[1]
-
-
-def recorded_rows() -> list[dict]:
-    """The recorded games, a daily game (start_time) and one with no accuracies."""
-    games = json.loads((FIXTURES / "games.json").read_text())["games"]
-    daily = {**games[1], "uuid": "daily-1", "start_time": 1588680000}
-    bare = {k: v for k, v in games[2].items() if k != "accuracies"} | {"uuid": "bare-1"}
-    return [game_row(g) for g in [*games, daily, bare]]
-
-
-def loaded_games(tmp_path: Path, name: str, item: object) -> tuple[list, list]:
-    """Columns (name, type, nullable) and rows of `item` loaded as the source loads games."""
-    import dlt
-    import duckdb
-
-    from pipeline_runner import LOADER_FILE_FORMAT
-
-    database = tmp_path / f"{name}.duckdb"
-    pipeline = dlt.pipeline(
-        name, destination=dlt.destinations.duckdb(str(database)), pipelines_dir=str(tmp_path)
-    )
-    resource = dlt.resource(
-        [item],
-        name="players_games",
-        write_disposition={"disposition": "merge", "deduplicated": True},
-        primary_key="uuid",
-        columns=GAME_COLUMNS,
-    )
-    pipeline.run(resource, dataset_name="chess", loader_file_format=LOADER_FILE_FORMAT)
-    with duckdb.connect(str(database), read_only=True) as con:
-        columns = con.execute(
-            "select column_name, data_type, is_nullable from information_schema.columns "
-            "where table_schema = 'chess' and table_name = 'players_games' order by 1"
-        ).fetchall()
-        names = [c[0] for c in columns if c[0] not in ("_dlt_id", "_dlt_load_id")]
-        rows = con.execute(f"select {', '.join(names)} from chess.players_games order by uuid")
-        return columns, rows.fetchall()
-
-
-def test_games_as_arrow_load_exactly_as_dict_rows(tmp_path: Path, monkeypatch, capfd) -> None:
-    """The Arrow path (with the project's normalizer settings) gives the dict path's
-    table: same columns, types and nullability (`_dlt_id`, `_dlt_load_id` included), same
-    values; and dlt finds nothing to warn about in the tables' schema (it would, for
-    every month, where an Arrow field disagrees with the resource's column hints)."""
-    import tomllib
-
-    settings = tomllib.loads(CONFIG.read_text())["normalize"]["parquet_normalizer"]
-    for key, value in settings.items():
-        monkeypatch.setenv(f"NORMALIZE__PARQUET_NORMALIZER__{key.upper()}", str(value).lower())
-    rows = recorded_rows()
-    table = games_table(rows)
-    assert table is not None and table.num_rows == len(rows)
-    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")  # as .dlt/config.toml has it
-    as_dicts = loaded_games(tmp_path, "dicts", rows)
-    capfd.readouterr()
-    as_arrow = loaded_games(tmp_path, "arrow", table)
-    assert "arrow schema" not in capfd.readouterr().err  # dlt's logger writes to stderr
-    assert as_arrow == as_dicts
-    columns = {name: kind for name, kind, _ in as_arrow[0]}
-    assert columns["end_time"] == columns["start_time"] == "TIMESTAMP WITH TIME ZONE"
-    assert columns["white__rating"] == "BIGINT" and columns["rated"] == "BOOLEAN"
-    assert columns["accuracies__white"] == "DOUBLE" and "_dlt_id" in columns
-
-
-def test_games_table_types_nulls_and_missing_fields() -> None:
-    rows = recorded_rows()
-    rows[0]["unused"] = None
-    table = games_table(rows)
-    assert table is not None
-    assert "unused" not in table.column_names  # null everywhere: no column, as with dicts
-    assert str(table.schema.field("end_time").type) == "timestamp[us, tz=UTC]"
-    # only the daily game has start_time, the bare game has no accuracies: nulls there
-    assert table.column("start_time").null_count == len(rows) - 1
-    assert table.column("accuracies__white").to_pylist()[-1] is None
-    assert table.column("uuid").to_pylist() == [r["uuid"] for r in rows]
-
-
-@pytest.mark.parametrize(
-    "field, values",
-    [
-        ("tournament", ["https://www.chess.com/tournament/x", 17]),  # text, then a number
-        ("white__rating", [2800, "2800"]),  # a known column with a value of another type
-        ("match", [{"url": "https://x", "round": 2}, None]),  # an object: dlt flattens it
-        ("moves", [[1, 2], [3]]),  # a list: dlt makes a nested table
-    ],
-)
-def test_rows_that_do_not_fit_arrow_types_go_to_dlt_as_dicts(field: str, values: list) -> None:
-    rows = recorded_rows()[:2]
-    for row, value in zip(rows, values, strict=True):
-        row[field] = value
-    assert games_table(rows) is None
 
 
 def test_game_without_uuid_is_rejected_naming_its_url() -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +20,13 @@ import pytest
 from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 
+from chess_com.client import ChessComClient, DeadlineReached
 from chess_com.report import Backfill, RunReport
 from pipeline_runner import (
     EXIT_BUSY,
+    EXIT_FAILED,
     EXIT_OK,
+    EXIT_SIGTERM,
     EXIT_USAGE,
     PipelineArguments,
     UsageError,
@@ -29,7 +36,11 @@ from pipeline_runner import (
     redact_url,
     run_pipeline,
 )
+from pipeline_runner import run as runner_module
+from pipeline_runner import stop as stop_module
+from pipeline_runner.destination import DestinationBusy, duckdb_problem
 from pipeline_runner.settings import check_writable, resolve_switches
+from pipeline_runner.stop import StopSignals
 from pipeline_runner.summary import LoadFailure, RunSummary, essence, peak_memory_mb
 from pipeline_runner.workdir import PipelineBusy, RunLock, pipelines_dir
 
@@ -232,6 +243,22 @@ def test_backfill_contract() -> None:
     assert report.as_dict()["months_left"] == 2
 
 
+def test_a_stopped_report_requests_nothing_more_and_asks_for_no_further_load() -> None:
+    report = RunReport()
+    client = ChessComClient("http://127.0.0.1:9/pub", "tests@example.com", stats=report.requests)
+    report.client = client
+    report.backfill.advance()
+    report.backfill.leave(4)
+    assert report.another_load() and not client.deadline_passed()
+    report.stop()
+    assert report.stopped and client.deadline_passed()
+    assert not report.another_load()
+    with pytest.raises(DeadlineReached, match="left for the next run"):
+        client.profile("alice")
+    assert report.requests.attempts == 0, "no request was made"
+    assert report.as_dict()["deadline_reached"] is False  # a stop is not the deadline
+
+
 # -- a second pipeline: source + one call --------------------------------------------------------
 
 
@@ -259,12 +286,21 @@ def toy_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         context.deactivate()
 
 
-def run_toy(*argv: str) -> int:
+def run_toy(
+    *argv: str,
+    source: Any = None,
+    report: Any = None,
+    after_load: Any = None,
+    built: list[int] | None = None,
+) -> int:
     def add_arguments(args: PipelineArguments) -> None:
         args.option("--count", "how many numbers", type=int)
 
     def build_source(args: argparse.Namespace) -> Any:
-        return toy(**({"count": args.count} if args.count is not None else {}))
+        if built is not None:
+            built.append(1)
+        make = source or toy
+        return make(**({"count": args.count} if args.count is not None else {}))
 
     return run_pipeline(
         name="toy_numbers",
@@ -272,6 +308,8 @@ def run_toy(*argv: str) -> int:
         dataset="toy",
         build_source=build_source,
         add_arguments=add_arguments,
+        report=report,
+        after_load=after_load,
         argv=["--destination", "duckdb", *argv],
     )
 
@@ -347,3 +385,189 @@ def test_peak_memory_is_the_process_own_high_water_mark(tmp_path: Path) -> None:
     assert "peak memory: 257 MB" in summary.text(None).splitlines()
     assert summary.as_dict(None)["peak_memory_mb"] == 257.0
     assert "peak memory" not in RunSummary(pipeline="toy").text(None)
+
+
+# -- SIGTERM / SIGINT ------------------------------------------------------------------------
+
+
+def test_first_signal_asks_to_stop_the_second_exits_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exits: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(stop_module.os, "_exit", fake_exit)
+    told: list[int] = []
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals(told.append) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        _until(lambda: stop.requested)
+        assert (stop.name, stop.exit_code, told) == ("SIGTERM", 143, [signal.SIGTERM])
+        with pytest.raises(SystemExit):
+            os.kill(os.getpid(), signal.SIGINT)
+            _until(lambda: bool(exits))
+    assert exits == [130] and told == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) is before, "the handlers are put back"
+
+
+def _until(condition: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+class StopBetweenLoads:
+    """A report whose source always leaves work for a further load; SIGTERM arrives
+    right after the first load is committed."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def another_load(self) -> bool:
+        os.kill(os.getpid(), signal.SIGTERM)
+        _until(lambda: self.stopped)
+        return True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_sigterm_between_loads_starts_no_further_load(
+    toy_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def second_signal(code: int) -> None:
+        raise AssertionError("a further load ran and asked for a second signal")
+
+    monkeypatch.setattr(stop_module.os, "_exit", second_signal)
+    report, built = StopBetweenLoads(), []
+    views: list[int] = []
+    code = run_toy("--count", "3", report=report, built=built, after_load=views.append)
+    assert code == EXIT_SIGTERM == 143
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("Stopped by SIGTERM: 1 load(s) of this run committed")
+    assert "stopped by SIGTERM: no request or load was started after it" in out
+    assert "loads: 1" in out
+    assert built == [1], "no source was built for a further load"
+    assert views == [], "no after-load step after a stop"
+
+
+@dlt.source(name="endless", section="endless")
+def endless(count: int = 0) -> Any:
+    @dlt.resource(name="numbers", write_disposition="append")
+    def numbers() -> Iterator[dict[str, int]]:
+        for n in range(1_000_000):
+            if n == 50:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield {"n": n}
+
+    return numbers
+
+
+def test_a_source_that_cannot_stop_is_stopped_by_dlt_and_its_load_aborted(
+    toy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_toy(source=endless) == EXIT_SIGTERM  # no report, so no stop(): dlt's flag
+    out = capsys.readouterr().out
+    assert "Stopped by SIGTERM: 0 load(s)" in out
+    assert "the load in progress was stopped at its extract step" in out
+    assert "error:" not in out
+    with duckdb.connect(str(toy_dir / "toy_numbers.duckdb"), read_only=True) as con:
+        tables = con.execute("select table_name from information_schema.tables").fetchall()
+    assert ("numbers",) not in tables
+    # dlt's flag is lowered again: the next run in this process runs normally.
+    from dlt.common.runtime import signals as dlt_signals
+
+    assert not dlt_signals.was_signal_received()
+    assert run_toy("--count", "2") == EXIT_OK
+
+
+# -- the destination: tables dropped by hand, a DuckDB file held by another process ----------
+
+
+@dlt.source(name="toy", section="toy")
+def untouchable(count: int = 0) -> Any:
+    """The toy source, but extracting it fails the test."""
+
+    @dlt.resource(name="numbers", write_disposition="merge", primary_key="n")
+    def numbers() -> Iterator[dict[str, int]]:
+        raise AssertionError("nothing may be extracted")
+        yield {}
+
+    return numbers
+
+
+def test_a_table_dropped_by_hand_fails_the_run_before_any_extract_until_a_full_refresh(
+    toy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_toy("--count", "3") == EXIT_OK
+    db = str(toy_dir / "toy_numbers.duckdb")
+    with duckdb.connect(db) as con:
+        con.execute("drop table toy.numbers")
+    capsys.readouterr()
+    assert run_toy("--count", "3", source=untouchable) == EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "table numbers is missing from dataset 'toy'" in out
+    assert "--full-refresh" in out and "extract" not in out
+    assert run_toy("--count", "3", "--full-refresh") == EXIT_OK
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("select count(*) from toy.numbers").fetchone() == (3,)
+
+
+LOCK_HOLDER = (
+    "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+    "time.sleep(60)"
+)
+
+
+def test_duckdb_problems_say_what_they_are() -> None:
+    wrapped = (
+        "Connection with `client_type=DuckDbSqlClient` to `dataset_name=chess` failed. Please "
+        "check if you configured the credentials at all and provided the right credentials "
+        "values. The actual reason given is: IO Error: Could not set lock on file "
+        '"/w/chess_com.duckdb": Conflicting lock is held in /usr/bin/python3.11 (PID 4242). '
+        "See also https://duckdb.org/docs/current/connect/concurrency"
+    )
+    problem = duckdb_problem(wrapped)
+    assert isinstance(problem, DestinationBusy)
+    assert str(problem).startswith(
+        "DuckDB file '/w/chess_com.duckdb' is locked by another process "
+        "(PID 4242, /usr/bin/python3.11)"
+    )
+    assert "credentials" not in str(problem)
+    invalid = 'IO Error: The file "/w/x.duckdb" exists, but it is not a valid DuckDB database file!'
+    assert "is not a DuckDB database" in str(duckdb_problem(invalid))
+    directory = 'IO Error: Could not read from file "/w/dir": Is a directory'
+    assert "cannot be read (Is a directory)" in str(duckdb_problem(directory, opening=True))
+    assert duckdb_problem(directory) is None, "while loading, a file is not the database"
+    assert duckdb_problem("Catalog Error: Table with name x does not exist!") is None
+
+
+def test_a_lock_taken_after_the_preflight_is_named_once_and_nothing_said_loaded(
+    toy_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_toy("--count", "2") == EXIT_OK
+    capsys.readouterr()
+    # Taken between the preflight and the first use of the file.
+    monkeypatch.setattr(runner_module, "check_destination", lambda pipeline: None)
+    db = toy_dir / "toy_numbers.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        views: list[int] = []
+        assert run_toy("--count", "2", after_load=views.append) == EXIT_FAILED
+    finally:
+        holder.kill()
+        holder.wait()
+    captured = capsys.readouterr()
+    out = captured.out
+    assert f"is locked by another process (PID {holder.pid}" in out
+    assert out.count("locked by another process") == 1
+    assert "data loaded" not in out and "configured the credentials" not in out
+    assert out.splitlines()[0].startswith("Nothing loaded into duckdb dataset 'toy'")
+    assert views == [], "no after-load step on a destination that cannot be opened"

@@ -1,10 +1,18 @@
+from pathlib import Path
+
+import dlt
 import pytest
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
+from dlt.destinations.exceptions import DatabaseTransientException
 
 from warehouse import (
+    ARCHIVES_TABLE,
     DEPRECATED_VIEW,
     DRAW_RESULTS,
     GAMES_TABLE,
     VIEW,
+    _has_table,
     deprecated_view_sql,
     games_by_player_sql,
 )
@@ -40,3 +48,36 @@ def _edit_distance(a: str, b: str) -> int:
         for j, cb in enumerate(b, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
     return row[-1]
+
+
+def test_has_table_means_absent_only_when_the_table_does_not_exist(tmp_path: Path) -> None:
+    pipeline = dlt.pipeline(
+        pipeline_name="views_check",
+        pipelines_dir=str(tmp_path / "dlt"),
+        destination=dlt.destinations.duckdb(credentials=str(tmp_path / "w.duckdb")),
+        dataset_name="chess",
+    )
+    try:
+        with pipeline.sql_client() as sql:
+            sql.create_dataset()
+            games = sql.make_qualified_table_name(GAMES_TABLE)
+            sql.execute_sql(f"CREATE TABLE {games} (uuid TEXT)")
+            assert _has_table(sql, GAMES_TABLE)
+            assert not _has_table(sql, ARCHIVES_TABLE)
+    finally:
+        Container()[PipelineContext].deactivate()  # no active pipeline left to other tests
+
+
+class FailingSql:
+    """A SQL client whose every query fails for a reason other than a missing table."""
+
+    def make_qualified_table_name(self, table: str) -> str:
+        return f"chess.{table}"
+
+    def execute_sql(self, sql: str) -> None:
+        raise DatabaseTransientException(RuntimeError("connection reset by peer"))
+
+
+def test_has_table_raises_any_other_error_instead_of_skipping_the_views() -> None:
+    with pytest.raises(DatabaseTransientException, match="connection reset"):
+        _has_table(FailingSql(), GAMES_TABLE)

@@ -47,17 +47,18 @@ from .client import (
     Unreachable,
     check_seconds,
 )
+from .columns import ColumnTypes, Moved
 from .months import InvalidMonthError, Month, MonthPlan, is_final, parse_range, plan_months
 from .players import InvalidPlayerError, parse_players
 from .records import (
     ARCHIVE_COLUMNS,
     GAME_COLUMNS,
     PROFILE_COLUMNS,
+    SCHEMA_CONTRACT,
     STATS_COLUMNS,
     InvalidRecordError,
     archive_urls,
     game_row,
-    games_table,
     month_games,
     profile_row,
     stats_row,
@@ -126,13 +127,18 @@ def chess(
         request_deadline_s=request_deadline_s,
         run_deadline=report.deadline_at,
     )
+    report.client = client  # a stop (SIGTERM/SIGINT) moves its deadline to now
     report.players = names
     report.backfill.begin()
+    # A string stays text, as on the Arrow path: dlt would otherwise turn an ISO-looking
+    # one into a timestamp (and coerce the next ones).
+    dlt.current.source_schema().remove_type_detection("iso_timestamp")
     months = archive_months(client, names, first, last, now, max_games_per_load, report)
+    games = ColumnTypes("players_games", GAME_COLUMNS, not_null=("uuid",))
     return (
         players_profiles(client, names, report),
         players_stats(client, names, report),
-        months | players_games,
+        months | players_games(games, report),
         months | players_archives,
     )
 
@@ -190,8 +196,10 @@ def _record_failure(player: str, exc: ChessComError, report: RunReport) -> None:
 
 
 def _deadline_reached(report: RunReport) -> None:
-    report.deadline_reached = True
     report.backfill.halt()
+    if report.stopped:  # SIGTERM/SIGINT, not the deadline: the runner's summary says so
+        return
+    report.deadline_reached = True
     _warn(
         report,
         "run deadline reached (SOURCES__CHESS__DEADLINE_S): what was not fetched is left "
@@ -246,20 +254,44 @@ def _fetch_players(
             yield player, fetched, shaped
 
 
+def _placed(
+    types: ColumnTypes,
+    report: RunReport,
+    shaped: Iterator[tuple[str, Fetched, tuple[dict[str, Any], list[Moved]]]],
+) -> Iterator[TDataItem]:
+    """One player's row with every value in a column of its type (see `columns`)."""
+    for name, _, (row, collisions) in shaped:
+        (placed,), moved = types.rows([row])
+        for item in (*collisions, *moved):
+            report.keep_apart(types.table, name, None, name, item)
+        yield placed
+
+
+def _shaped(shape: Callable[[list[Moved]], dict[str, Any]]) -> tuple[dict[str, Any], list[Moved]]:
+    collisions: list[Moved] = []
+    return shape(collisions), collisions
+
+
 @dlt.resource(
     name="players_profiles",
     write_disposition="merge",
     primary_key="player_id",
     columns=PROFILE_COLUMNS,
+    schema_contract=SCHEMA_CONTRACT,
 )
 def players_profiles(
     client: ChessComClient, players: list[str], report: RunReport
 ) -> Iterator[TDataItem]:
     """One row per player, re-loaded only when Chess.com says the profile changed."""
-    for _, _, row in _fetch_players(
-        client, client.profile, players, report, lambda _, f: profile_row(f.data)
-    ):
-        yield row
+    types = ColumnTypes("players_profiles", PROFILE_COLUMNS, not_null=("player_id",))
+    shaped = _fetch_players(
+        client,
+        client.profile,
+        players,
+        report,
+        lambda _, f: _shaped(lambda moved: profile_row(f.data, moved)),
+    )
+    yield from _placed(types, report, shaped)
 
 
 @dlt.resource(
@@ -267,19 +299,21 @@ def players_profiles(
     write_disposition="merge",
     primary_key="player",
     columns=STATS_COLUMNS,
+    schema_contract=SCHEMA_CONTRACT,
 )
 def players_stats(
     client: ChessComClient, players: list[str], report: RunReport
 ) -> Iterator[TDataItem]:
     """Ratings and records per time class, one row per player."""
-    for _, _, row in _fetch_players(
+    types = ColumnTypes("players_stats", STATS_COLUMNS, not_null=("player",))
+    shaped = _fetch_players(
         client,
         client.stats_of,
         players,
         report,
-        lambda p, f: stats_row(p, f.data, datetime.now(UTC)),
-    ):
-        yield row
+        lambda p, f: _shaped(lambda moved: stats_row(p, f.data, datetime.now(UTC), moved)),
+    )
+    yield from _placed(types, report, shaped)
 
 
 @dataclass
@@ -402,7 +436,7 @@ def archive_months(
             continue
         downloaded_games += len(games)
         downloaded_months += 1
-        rows, problems = _new_game_rows(games, seen, report)
+        rows, problems = _new_game_rows(games, seen, report, player, month)
         if problems:
             # The valid games load; the month stays open so the rest comes once fixed.
             report.invalid_records += len(problems)
@@ -447,7 +481,8 @@ def _archive_listings(
     The list is re-read (conditionally) once per calendar month: in between, the only
     month that can appear is the current one, which is planned anyway. Only a valid,
     non-empty list is kept for the month; an invalid one fails the player (its months
-    wait for the next run) and an empty one serves this run only.
+    wait for the next run) and an empty one serves this run only. Next month in the list
+    (Chess.com's clock ahead at the turn of the month) is skipped with a warning.
     """
     listings: dict[str, list[Month]] = {}
     stale: list[str] = []
@@ -458,50 +493,73 @@ def _archive_listings(
             stale.append(player)
     validators = {p: {k: books[p].listing.get(k) for k in ("etag", "last_modified")} for p in stale}
 
-    def shape(player: str, fetched: Fetched) -> list[Month]:
+    def shape(player: str, fetched: Fetched) -> tuple[list[Month], Month | None]:
         return _listed_months(fetched.data, current, books[player].known())
 
     answered = _fetch_players(client, client.archives, stale, report, shape, validators, True)
-    for player, fetched, months in answered:
+    for player, fetched, shaped in answered:
         book = books[player]
-        if fetched.not_modified:
-            months = book.listed_months()
+        months, ahead = (book.listed_months(), None) if fetched.not_modified else shaped
         listings[player] = months
+        kept = validators[player]
+        if ahead:
+            _warn(
+                report,
+                f"{player}: archive list {fetched.url} names {ahead}, after "
+                f"the current month {current} (clocks differ at the turn of the month?): "
+                "skipped, fetched by a later run",
+            )
+            # Kept without validators: a 304 next month would restore it without the
+            # skipped month, which would then never be planned once it is past.
+            kept = {key: None for key in kept}
         if not months:
-            # A player with no games yet, or a bad answer: cheap to ask again next run.
-            _warn(report, f"{player}: archive list {fetched.url} is empty: read again next run")
+            if not ahead:
+                # A player with no games yet, or a bad answer: cheap to ask again next run.
+                _warn(report, f"{player}: archive list {fetched.url} is empty: read again next run")
             continue
-        book.keep_listing(current, months, validators[player])
+        book.keep_listing(current, months, kept)
     # A player whose list could not be read is reported; its months wait for the next run.
     return listings
 
 
-def _listed_months(document: dict[str, Any], current: Month, known: int) -> list[Month]:
-    """The months of a valid archive list; raises `InvalidRecordError` for a bad one."""
+def _listed_months(
+    document: dict[str, Any], current: Month, known: int
+) -> tuple[list[Month], Month | None]:
+    """The months of a valid archive list up to `current`, and next month if it names it
+    (skipped this run); raises `InvalidRecordError` for a bad list."""
     months = set()
+    ahead = None
     bad = []
     for url in archive_urls(document):
         try:
-            months.add(Month.from_archive_url(url, latest=current))
+            # Only next month can be a clock a little ahead at midnight UTC; a later one is
+            # a bad list or a runner clock far off (which would misjudge final months too).
+            month = Month.from_archive_url(url, latest=current.next())
         except InvalidMonthError as exc:
             bad.append(str(exc))
+            continue
+        if month > current:
+            ahead = month
+        else:
+            months.add(month)
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise InvalidRecordError(f"invalid archive list: {bad[0]}{more}")
     if not months and known:
         raise InvalidRecordError(f"archive list is empty, but {known} months were known")
-    return sorted(months)
+    return sorted(months), ahead
 
 
 def _new_game_rows(
-    games: list[Any], seen: set[str], report: RunReport
+    games: list[Any], seen: set[str], report: RunReport, player: str, month: str
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows of the valid games not yet seen this run, and what is wrong with the others."""
     rows = []
     problems = []
     for number, game in enumerate(games, 1):
+        collisions: list[Moved] = []
         try:
-            row = game_row(game)
+            row = game_row(game, collisions, number)
         except InvalidRecordError as exc:
             problems.append(f"game {number}: {exc}")
             continue
@@ -511,6 +569,8 @@ def _new_game_rows(
             continue
         seen.add(row["uuid"])
         rows.append(row)
+        for moved in collisions:
+            report.keep_apart("players_games", player, month, row["uuid"], moved)
     report.games += len(rows)
     return rows, problems
 
@@ -523,12 +583,19 @@ def _new_game_rows(
     write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": True},
     primary_key="uuid",
     columns=GAME_COLUMNS,
+    schema_contract=SCHEMA_CONTRACT,
 )
-def players_games(result: MonthResult) -> Iterator[TDataItem]:
-    """Games, one row per game (merged on `uuid`), a month's games as one Arrow table."""
+def players_games(
+    result: MonthResult, types: ColumnTypes, report: RunReport
+) -> Iterator[TDataItem]:
+    """Games, one row per game (merged on `uuid`), a month's games as one Arrow table
+    with every value in a column of its type (`columns`)."""
     if result.games:
-        table = games_table(result.games)
-        yield result.games if table is None else table
+        table, moved = types.arrow_table(result.games)
+        for item in moved:
+            uuid = result.games[item.row]["uuid"]
+            report.keep_apart(types.table, result.player, result.month, uuid, item)
+        yield table
 
 
 @dlt.transformer(
@@ -537,6 +604,7 @@ def players_games(result: MonthResult) -> Iterator[TDataItem]:
     write_disposition="merge",
     primary_key=["player", "month"],
     columns=ARCHIVE_COLUMNS,
+    schema_contract=SCHEMA_CONTRACT,
 )
 def players_archives(result: MonthResult) -> Iterator[TDataItem]:
     """What was fetched per player and month, for operators."""

@@ -13,6 +13,9 @@ It also bounds what a misbehaving network can cost a run:
 - an unreachable host: after `UNREACHABLE_AFTER` consecutive failed connections (refused,
   name not resolved, connect timeout), no further request is made (`Unreachable`).
 Every message names its URL with credentials masked (`redact_url`).
+
+Redirects are followed only to the same document (`same_document`): an answer from another
+player's, month's or host's URL is never stored as the one requested (`Redirected`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from dlt.sources.helpers.requests import Client, RequestException, Response
 from dlt.version import __version__ as dlt_version
@@ -60,6 +63,9 @@ DEFAULT_REQUEST_DEADLINE_S = 300.0
 # Consecutive failed connections (over all requests) after which the host is given up.
 UNREACHABLE_AFTER = 3
 READ_CHUNK = 64 * 1024
+# Redirects followed for one request (each to the same document) before giving up.
+MAX_REDIRECTS = 5
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class ChessComError(Exception):
@@ -93,6 +99,11 @@ class DeadlineReached(ChessComError):
 
 class Unreachable(ChessComError):
     """Connections to the API host keep failing: no further requests this run."""
+
+
+class Redirected(ChessComError):
+    """A redirect away from the requested document (another player, month, document or
+    host): not followed, so another document's answer is never stored as this one."""
 
 
 class ConfigurationError(ValueError):
@@ -148,6 +159,38 @@ def user_agent(contact: str | None) -> str:
             "(SOURCES__CHESS__CONTACT)"
         )
     return f"{PROJECT_AGENT} (contact: {contact}) dlt/{dlt_version}"
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        port = -1
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def same_document(requested: str, target: str) -> bool:
+    """Whether a redirect from `requested` to `target` names the same document: the same
+    path but for the username's letter case (Chess.com usernames are case-insensitive) or a
+    trailing slash, on the same host (http may become https on the default port)."""
+    a, b = urlsplit(requested), urlsplit(target)
+    scheme, host, port = _origin(a)
+    allowed = {(scheme, host, port)}
+    if (scheme, port) == ("http", 80):
+        allowed.add(("https", host, 443))  # upgraded to https
+    if _origin(b) not in allowed:
+        return False
+    if a.query != b.query:
+        return False
+    ours, theirs = a.path.rstrip("/").split("/"), b.path.rstrip("/").split("/")
+    if len(ours) != len(theirs):
+        return False
+    # The username is the segment after the first "player".
+    name = ours.index("player") + 1 if "player" in ours else -1
+    return all(
+        x == y or (i == name and x.casefold() == y.casefold())
+        for i, (x, y) in enumerate(zip(ours, theirs, strict=True))
+    )
 
 
 def connect_failure(exc: BaseException) -> str | None:
@@ -267,6 +310,8 @@ class ChessComClient:
         chunks: list[bytes] = []
         try:
             while True:
+                if self.deadline_passed():  # also a run deadline moved to now by a stop
+                    raise self._cut(response.url, True)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise self._cut(response.url, cut_by_run)
                 # read1 returns what has arrived: a trickle is seen byte by byte.
@@ -322,6 +367,8 @@ class ChessComClient:
         elif not isinstance(exc, (RequestsConnectionError, Timeout, ChunkedEncodingError)):
             return False
         deadline, _ = getattr(self._local, "deadline", (None, False))
+        if self.deadline_passed():  # the run's deadline, or a stop (SIGTERM/SIGINT)
+            return False
         return deadline is None or time.monotonic() < deadline
 
     # -- per request ----------------------------------------------------------------
@@ -350,7 +397,7 @@ class ChessComClient:
         try:
             with self.limiter:
                 self._local.deadline = self._request_deadline()
-                response = self._http.get(url, headers=headers, hooks={"response": self._observe})
+                response = self._follow(url, headers)
         except RequestException as exc:
             # Raised once dlt's retries are exhausted (timeouts, connection errors).
             if self.unreachable is not None:
@@ -406,6 +453,34 @@ class ChessComClient:
             etag=response.headers.get("ETag") or etag,
             last_modified=response.headers.get("Last-Modified") or last_modified,
             nbytes=len(response.content),
+        )
+
+    def _follow(self, url: str, headers: dict[str, str]) -> Response:
+        """GET `url`, following redirects only to the same document (`same_document`).
+
+        requests' own redirect handling would fetch any target and hand back its answer
+        as this URL's; here each hop is one retried request (dlt retries `send`), checked
+        against the URL first requested before it is made.
+        """
+        target = url
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._http.get(
+                target, headers=headers, hooks={"response": self._observe}, allow_redirects=False
+            )
+            if not response.is_redirect:
+                return response
+            location = urljoin(target, response.headers["Location"])
+            if not same_document(url, location):
+                raise Redirected(
+                    f"{redact_url(url)} redirected ({response.status_code}) to "
+                    f"{redact_url(location)}, another resource: not stored, "
+                    "fetched again next run",
+                    url,
+                    response.status_code,
+                )
+            target = location
+        raise ChessComError(
+            f"{redact_url(url)}: more than {MAX_REDIRECTS} redirects: not followed", url
         )
 
     def _document(

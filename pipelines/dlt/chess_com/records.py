@@ -6,33 +6,32 @@ A payload that fails raises `InvalidRecordError` naming the field, the rule and 
 value, so one malformed game or profile is reported where it is (player, month, URL) by
 the caller instead of stopping the extract for everyone.
 
-Epoch seconds become timezone-aware timestamps (TIMESTAMP_TZ in Snowflake). A game's
-`white`, `black` and `accuracies` objects are flattened here into the very columns dlt
-would make (`white__username`, `accuracies__white`, ...): same schema, ~25% less
-normalize time (README, "Benchmark").
+Epoch seconds become timezone-aware timestamps (TIMESTAMP_TZ in Snowflake). Nested
+objects are flattened here into the very columns dlt would make (`white__rating`,
+`accuracies__white`, ...), and each batch's values are placed in columns of one type by
+`columns.ColumnTypes` (a value of another type goes to a variant column, never cast), so a
+month's games can go to dlt as one Arrow table: no row-by-row normalize for a
+million-game backfill (README, "Benchmark"), and every served value kept.
 
-A month's game rows then go to dlt as one Arrow table (`games_table`): dlt writes it to
-Parquet as it is, skipping the row-by-row normalize of a million-game backfill. The
-columns the tables rely on get fixed Arrow types; a batch whose other fields do not fit
-one scalar type per column goes as dicts instead, where dlt's normalizer makes variant or
-nested columns exactly as before: nothing is dropped.
+The data contract (README, "Schema evolution"): the fields declared in the models below
+are frozen: a record whose key, times or sides break them is not loaded and is reported
+with its player, month, field and value (the month is fetched again next run). Every
+other field evolves: new fields become new columns, a changed type a variant column.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from dlt.common.schema.typing import TTableSchemaColumns
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-if TYPE_CHECKING:
-    import pyarrow as pa
+from .columns import COERCED, Moved, flatten
 
 PROFILE_TIMES = ("last_online", "joined")
 GAME_TIMES = ("start_time", "end_time")
-GAME_OBJECTS = ("white", "black", "accuracies")
-SEPARATOR = "__"  # dlt's path separator for flattened nested fields
+TIMES = {*PROFILE_TIMES, *GAME_TIMES}
 
 GAME_COLUMNS: TTableSchemaColumns = {
     "uuid": {"data_type": "text", "nullable": False},
@@ -43,6 +42,18 @@ GAME_COLUMNS: TTableSchemaColumns = {
     "rated": {"data_type": "bool"},
     "pgn": {"data_type": "text"},
     "time_class": {"data_type": "text"},
+    # What the games_by_player view reads: typed from the first load on, so a month whose
+    # accuracies happen to be whole numbers does not make a bigint column of them.
+    "time_control": {"data_type": "text", "nullable": True},
+    "rules": {"data_type": "text", "nullable": True},
+    "white__username": {"data_type": "text"},
+    "white__result": {"data_type": "text"},
+    "white__rating": {"data_type": "bigint", "nullable": True},
+    "black__username": {"data_type": "text"},
+    "black__result": {"data_type": "text"},
+    "black__rating": {"data_type": "bigint", "nullable": True},
+    "accuracies__white": {"data_type": "double", "nullable": True},
+    "accuracies__black": {"data_type": "double", "nullable": True},
 }
 PROFILE_COLUMNS: TTableSchemaColumns = {
     "player_id": {"data_type": "bigint", "nullable": False},
@@ -65,11 +76,19 @@ ARCHIVE_COLUMNS: TTableSchemaColumns = {
     "final": {"data_type": "bool"},
 }
 
+# dlt's contract for every table (README, "Schema evolution"): everything evolves at
+# dlt's level, because `columns` has already put each value in a column of its type; what
+# is frozen is frozen per field, by the models below. Not "freeze" on data types: dlt
+# compares hints such as `nullable` under it too, and a stored schema from an older
+# release would then block every load for good, the failure this contract is here to end.
+SCHEMA_CONTRACT = {"tables": "evolve", "columns": "evolve", "data_type": "evolve"}
 
 # An epoch beyond 2100 is a unit error (milliseconds, 1e20), not a time.
 MAX_EPOCH = 4_102_444_800
+# An epoch may come as text or a whole float ("1588689059", 1588689059.0): the same
+# instant either way, so it is taken, and reported (`_note_coerced`). Text is text.
 Epoch = Annotated[int, Field(ge=0, lt=MAX_EPOCH)]
-Text = Annotated[str, Field(min_length=1)]
+Text = Annotated[StrictStr, Field(min_length=1)]
 
 
 class InvalidRecordError(ValueError):
@@ -88,14 +107,15 @@ class ProfileRecord(_Payload):
 
 
 class Side(_Payload):
+    # The rating evolves (a text rating goes to `rating__v_text`): the view reads it but
+    # a game without a usable one still counts.
     username: Text
     result: Text
-    rating: int | None = None
 
 
 class GameRecord(_Payload):
     uuid: Text
-    url: str | None = None
+    url: StrictStr | None = None
     end_time: Epoch
     start_time: Epoch | None = None
     white: Side
@@ -150,102 +170,43 @@ def from_epoch(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC)
 
 
-def profile_row(profile: dict[str, Any]) -> dict[str, Any]:
-    record = _check(ProfileRecord, profile, "profile")
-    row = dict(profile)
-    row["player_id"] = record.player_id
-    for name in PROFILE_TIMES:
-        if name in row:
-            row[name] = from_epoch(getattr(record, name))
+def _typed(
+    row: dict[str, Any],
+    record: _Payload,
+    names: tuple[str, ...],
+    moved: list[Moved] | None,
+    number: int,
+) -> dict[str, Any]:
+    """`row` with the validated values of `names` (epochs as timestamps); a served value
+    that was not already an int is noted in `moved` (kind "coerced": same value, typed)."""
+    for name in names:
+        if name not in row:
+            continue
+        served, value = row[name], getattr(record, name)
+        if served is not None and type(served) is not int and moved is not None:
+            moved.append(Moved(number, name, name, COERCED, served))
+        row[name] = from_epoch(value) if name in TIMES else value
     return row
 
 
-def stats_row(player: str, stats: dict[str, Any], fetched_at: datetime) -> dict[str, Any]:
+def profile_row(profile: dict[str, Any], moved: list[Moved] | None = None) -> dict[str, Any]:
+    record = _check(ProfileRecord, profile, "profile")
+    return _typed(flatten(profile, moved), record, ("player_id", *PROFILE_TIMES), moved, 0)
+
+
+def stats_row(
+    player: str, stats: dict[str, Any], fetched_at: datetime, moved: list[Moved] | None = None
+) -> dict[str, Any]:
     # The tracked name is the key: a "player" field in the payload must not replace it.
-    return {**stats, "player": player, "fetched_at": fetched_at}
+    return {**flatten(stats, moved), "player": player, "fetched_at": fetched_at}
 
 
-def game_row(game: Any) -> dict[str, Any]:
-    """One game as a row; raises `InvalidRecordError` naming the game's url if it has one."""
+def game_row(game: Any, moved: list[Moved] | None = None, number: int = 0) -> dict[str, Any]:
+    """One game as a flat row; raises `InvalidRecordError` naming the game's url if it
+    has one. Naming collisions are appended to `moved` (as game `number`)."""
     try:
         record = _check(GameRecord, game, "game")
     except InvalidRecordError as exc:
         url = game.get("url") if isinstance(game, dict) else None
         raise InvalidRecordError(f"{exc} [{url}]" if isinstance(url, str) else str(exc)) from None
-    row = dict(game)
-    for name in GAME_TIMES:
-        if name in row:
-            row[name] = from_epoch(getattr(record, name))
-    for name in GAME_OBJECTS:
-        nested = row.pop(name, None)
-        if isinstance(nested, dict):
-            for key, value in nested.items():
-                row[f"{name}{SEPARATOR}{key}"] = value
-        elif nested is not None:
-            row[name] = nested  # not an object: leave it to dlt as it came
-    return row
-
-
-# Arrow types of the game columns the tables and the view rely on (as game_row shapes
-# them); other fields are inferred per batch. Strings are the default.
-_GAME_ARROW_TYPES = {
-    "end_time": "timestamp",
-    "start_time": "timestamp",
-    "rated": "bool",
-    "white__rating": "int64",
-    "black__rating": "int64",
-    "accuracies__white": "float64",
-    "accuracies__black": "float64",
-}
-_GAME_STRINGS = (
-    "uuid", "url", "pgn", "time_class", "time_control", "rules", "eco", "fen", "tcn",
-    "initial_setup", "tournament", "match", "white__username", "white__result",
-    "white__@id", "white__uuid", "black__username", "black__result", "black__@id",
-    "black__uuid",
-)  # fmt: skip
-
-
-def _arrow_type(name: str) -> pa.DataType | None:
-    import pyarrow as pa
-
-    kind = _GAME_ARROW_TYPES.get(name)
-    if kind == "timestamp":
-        return pa.timestamp("us", tz="UTC")
-    if kind is not None:
-        return pa.type_for_alias(kind)
-    return pa.string() if name in _GAME_STRINGS else None
-
-
-def games_table(rows: list[dict[str, Any]]) -> pa.Table | None:
-    """`game_row` rows as one Arrow table, or None when some field does not fit one
-    scalar Arrow type across the rows (e.g. text in one game, a number or an object in
-    another): those rows are left to dlt's normalizer, which keeps every value.
-
-    A field missing from a row is null there; a field null in every row is left out,
-    as dlt's normalizer leaves it out of the dict path's schema.
-    """
-    import pyarrow as pa
-
-    fields, arrays = [], []
-    for name in dict.fromkeys(key for row in rows for key in row):
-        values = [row.get(name) for row in rows]
-        try:
-            array = pa.array(values, type=_arrow_type(name))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            return None
-        kind = array.type
-        if array.null_count == len(array):
-            continue
-        if not (
-            pa.types.is_string(kind)
-            or pa.types.is_boolean(kind)
-            or pa.types.is_int64(kind)
-            or pa.types.is_float64(kind)
-            or pa.types.is_timestamp(kind)
-        ):
-            return None  # an object or a list: dlt's normalizer flattens it
-        # uuid is the key (validated, never null): say so, as the resource's hint does,
-        # or dlt warns about the difference for every table
-        fields.append(pa.field(name, kind, nullable=name != "uuid"))
-        arrays.append(array)
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return _typed(flatten(game, moved, number), record, GAME_TIMES, moved, number)

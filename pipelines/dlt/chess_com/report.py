@@ -6,6 +6,7 @@ loads, rows per table and step times itself and asks the report for the rest.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,10 @@ from typing import Any
 from pipeline_runner import Metric
 
 from .client import RequestStats
+from .columns import COERCED, WIDE_INTEGER, Moved
+
+# Values kept apart listed one by one in the summary JSON; the rest are counted.
+KEPT_APART_LISTED = 200
 
 
 @dataclass
@@ -79,6 +84,59 @@ class RunReport:
     # The run's deadline (time.monotonic()), set by its first source; whether it was hit.
     deadline_at: float | None = None
     deadline_reached: bool = False
+    # SIGTERM/SIGINT asked the run to stop (`stop`); the client of the load in progress,
+    # whose deadline a stop moves to now (set by the source).
+    stopped: bool = False
+    client: Any = field(default=None, repr=False, compare=False)
+    # Values kept outside their column (a changed type, a naming collision: see
+    # `columns`): (table, column, into, kind) -> count, and the first ones record by record.
+    kept_apart: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    kept_apart_records: list[dict[str, Any]] = field(default_factory=list)
+
+    def keep_apart(
+        self, table: str, player: str, month: str | None, key: Any, moved: Moved
+    ) -> None:
+        """Record one value placed outside its column (type drift or a collision)."""
+        self.kept_apart[(table, moved.column, moved.into, moved.kind)] += 1
+        if len(self.kept_apart_records) < KEPT_APART_LISTED:
+            self.kept_apart_records.append(
+                {
+                    "table": table,
+                    "player": player,
+                    "month": month,
+                    "key": key,
+                    "field": moved.column,
+                    "kept_in": moved.into,
+                    "type": moved.kind,
+                    "value": moved.value,
+                }
+            )
+
+    def kept_apart_lines(self) -> list[str]:
+        """One warning per column and variant: how many values, the first one's record."""
+        lines = []
+        for (table, column, into, kind), count in sorted(self.kept_apart.items()):
+            first = next(
+                (
+                    r
+                    for r in self.kept_apart_records
+                    if (r["table"], r["field"], r["kept_in"]) == (table, column, into)
+                ),
+                None,
+            )
+            what = {
+                "collision": "named like another field",
+                WIDE_INTEGER: "an integer beyond 64 bits, as its digits",
+                COERCED: "served as text or a whole float, taken as the number it names",
+            }.get(kind, f"of type {kind}")
+            where = (
+                f"; first: {first['player']}{' ' + first['month'] if first['month'] else ''} "
+                f"{first['key']}: {_short(first['value'])}"
+                if first
+                else ""
+            )
+            lines.append(f"{table}.{column}: {count} value(s) {what} kept in {into}{where}")
+        return lines
 
     def fail(self, player: str, reason: str, unavailable: bool = False) -> None:
         reasons = self.failures.setdefault(player, [])
@@ -102,6 +160,17 @@ class RunReport:
     def load_aborted(self) -> None:
         self.aborted_load = True
 
+    def stop(self) -> None:
+        """The runner got SIGTERM/SIGINT (called from its signal handler: flags only). The
+        run's deadline becomes now: no request or retry starts, a body still arriving is
+        cut (`DeadlineReached`), what was fetched is loaded and no further load is asked
+        for; what was not fetched is not recorded, so the next run fetches it."""
+        self.stopped = True
+        self.deadline_at = time.monotonic()
+        self.backfill.halt()
+        if self.client is not None:
+            self.client.run_deadline = self.deadline_at
+
     def headline(self) -> str | None:
         if self.unreachable:
             return f"Nothing fetched: {self.unreachable}"
@@ -121,6 +190,7 @@ class RunReport:
             *(f"  - {p}: {'; '.join(reasons)}" for p, reasons in self.failures.items()),
             *gone,
             *(f"warning: {w}" for w in self.warnings),
+            *(f"warning: {line}" for line in self.kept_apart_lines()),
             f"months: {months['downloaded']} downloaded, {months['not_modified']} not modified, "
             f"{months['skipped']} skipped (final), {months['missing']} missing, "
             f"{months['failed']} failed" + (f", {left} left for the next run" if left else ""),
@@ -144,6 +214,7 @@ class RunReport:
             Metric("games_loaded", self.games),
             Metric("players_failed", len(self.failures)),
             Metric("requests", self.requests.total),
+            Metric("values_kept_apart", sum(self.kept_apart.values())),
         ]
 
     @property
@@ -168,4 +239,14 @@ class RunReport:
             "deadline_reached": self.deadline_reached,
             "gone_players": dict(self.gone_players),
             "warnings": list(self.warnings),
+            "values_kept_apart": [
+                {"table": t, "field": c, "kept_in": i, "type": k, "count": n}
+                for (t, c, i, k), n in sorted(self.kept_apart.items())
+            ],
+            "values_kept_apart_records": list(self.kept_apart_records),
         }
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ QUERY_TAG_APP = "chess-pipelines"
 
 class DestinationError(Exception):
     """The destination cannot be used as configured; the message says what to change."""
+
+
+class DestinationBusy(DestinationError):
+    """Another process holds the destination (a locked DuckDB file): try again later."""
 
 
 def query_tag(pipeline_name: str, execution_id: str | None) -> str:
@@ -120,3 +125,69 @@ def _check_duckdb_file(database: str) -> None:
         raise DestinationError(
             f"DuckDB file {database!r}: directory {str(directory)!r} is not writable ({DUCKDB_ENV})"
         )
+    if not os.path.lexists(database):
+        return  # DuckDB creates it
+    import duckdb  # only for this destination
+
+    try:
+        duckdb.connect(database).close()
+    except duckdb.Error as exc:
+        problem = duckdb_problem(str(exc), database, opening=True) or DestinationError(
+            f"DuckDB file {database!r} cannot be opened: {exc}"
+        )
+        raise type(problem)(f"{problem} Nothing was requested or loaded.") from None
+
+
+# DuckDB names the holder: `Conflicting lock is held in /usr/bin/python3 (PID 4242)`.
+_DUCKDB_LOCK = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def duckdb_problem(
+    message: str, database: str | None = None, opening: bool = False
+) -> DestinationError | None:
+    """What a DuckDB error on opening its file means, in words an operator can act on (a
+    lock held by another process, a file that is not a DuckDB database, or, when `opening`
+    the database file itself, one that cannot be read), or None for any other error. dlt
+    wraps these in "check if you configured the credentials", which they are not about."""
+    path = re.search(r'file "([^"]+)"', message)
+    shown = repr(database or (path.group(1) if path else "?"))
+    lock = _DUCKDB_LOCK.search(message)
+    if "Could not set lock" in message:
+        holder = f"PID {lock.group('pid')}, {lock.group('program')}" if lock else "not named"
+        return DestinationBusy(
+            f"DuckDB file {shown} is locked by another process ({holder}): close that "
+            "connection or wait for it to end, then run again."
+        )
+    if "not a valid DuckDB database file" in message:
+        return DestinationError(
+            f"DuckDB file {shown} exists but is not a DuckDB database: point {DUCKDB_ENV} "
+            "at the pipeline's DuckDB file, or at a new path to start one."
+        )
+    # Only when opening the database: a load reads other files (its parquet jobs) too.
+    unreadable = ("Is a directory", "Permission denied", "Could not read from file")
+    if opening and any(marker in message for marker in unreadable):
+        reason = next(m for m in unreadable if m in message)
+        return DestinationError(
+            f"DuckDB file {shown} cannot be read ({reason}): check the path and its "
+            f"permissions ({DUCKDB_ENV})."
+        )
+    return None
+
+
+def missing_tables(pipeline: dlt.Pipeline) -> list[str]:
+    """Tables the pipeline's schemas say were loaded (data tables that have seen data, as
+    stored with the state in the destination) that the destination no longer has, e.g.
+    dropped by hand. Loading on would skip their data as already done (the state says so)
+    and the first new rows would fail on the missing table. Destinations that cannot list
+    their tables (no `get_storage_tables`) report none."""
+    missing: list[str] = []
+    for name in pipeline.schema_names:
+        expected = pipeline.schemas[name].data_table_names(seen_data_only=True)
+        if not expected:
+            continue
+        with pipeline.destination_client(name) as client:
+            storage_tables = getattr(client, "get_storage_tables", None)
+            if storage_tables is None:
+                continue
+            missing += [table for table, columns in storage_tables(expected) if not columns]
+    return sorted(missing)

@@ -1,5 +1,6 @@
 """`run_pipeline`: flags → checks → lock → pending packages → (resumed) refresh → loads →
-after-load step → summary. Module docstring of the package documents the API."""
+after-load step → summary, stopping early on SIGTERM/SIGINT (`stop`). Module docstring of
+the package documents the API."""
 
 from __future__ import annotations
 
@@ -15,17 +16,22 @@ from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
     ConfigurationValueError,
 )
+from dlt.common.exceptions import SignalReceivedException
 from dlt.extract.source import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .destination import (
     LOADER_FILE_FORMAT,
+    DestinationBusy,
     DestinationError,
     check_destination,
+    duckdb_problem,
     make_destination,
+    missing_tables,
 )
 from .redact import redact_url
 from .refresh import mark_refresh, pending_refresh
+from .schema_changes import data_tables
 from .settings import (
     PipelineArguments,
     RunOptions,
@@ -37,14 +43,19 @@ from .settings import (
     resolve_switches,
     run_options,
 )
+from .stop import StopSignals, stop_dlt
 from .summary import LoadFailure, RunSummary, SourceReport, essence, peak_memory_mb
 from .workdir import PipelineBusy, RunLock, pipelines_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+# 128 + the signal, as a shell reports a process ended by it (see `stop`).
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 EXIT_CODES = (
     "Exit codes: 0 everything loaded; 1 something did not load (the rest is loaded and "
     "committed); 2 usage or configuration error, nothing done; 3 another run of this "
-    "pipeline holds its working directory, nothing done."
+    "pipeline holds its working directory, or another process holds its DuckDB file, "
+    "nothing done; 143 / 130 stopped by SIGTERM / SIGINT (no request or load started "
+    "after it, the load in progress finished; the rest is left for the next run)."
 )
 
 logger = logging.getLogger("pipeline_runner")
@@ -73,28 +84,41 @@ def run_pipeline(
         add_arguments(arguments)
     namespace = parser.parse_args(argv)  # exits 2 on a malformed command line
     section = config_section or f"sources.{env_prefix.lower()}"
-    try:
-        resolve_switches(arguments, namespace)
-        options = run_options(namespace, env_prefix)
-        check_runtime_settings()
-        source = _build_source(build_source, namespace, usage_errors, section, arguments.flags)
-        directory = pipelines_dir()
+
+    def on_stop(signum: int) -> None:
+        if callable(getattr(report, "stop", None)):
+            report.stop()  # type: ignore[union-attr]
+        else:
+            stop_dlt(signum)  # a source that cannot stop itself: dlt stops its extract
+
+    def run(stop: StopSignals) -> int:
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create dlt's working directory {directory} ({exc.strerror}): run from "
-                "a writable directory or set DLT_DATA_DIR"
-            ) from None
-        with RunLock(directory, name):
-            runner = _Runner(name, options, namespace, build_source, report, after_load)
-            return runner.execute(source, directory)
-    except UsageError as exc:
-        _print_error(str(exc))
-        return EXIT_USAGE
-    except PipelineBusy as exc:
-        _print_error(str(exc))
-        return EXIT_BUSY
+            resolve_switches(arguments, namespace)
+            options = run_options(namespace, env_prefix)
+            check_runtime_settings()
+            source = _build_source(build_source, namespace, usage_errors, section, arguments.flags)
+            directory = pipelines_dir()
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot create dlt's working directory {directory} ({exc.strerror}): run "
+                    "from a writable directory or set DLT_DATA_DIR"
+                ) from None
+            with RunLock(directory, name):
+                runner = _Runner(name, options, namespace, build_source, report, after_load, stop)
+                return runner.execute(source, directory)
+        except UsageError as exc:
+            _print_error(str(exc))
+            return EXIT_USAGE
+        except PipelineBusy as exc:
+            _print_error(str(exc))
+            return EXIT_BUSY
+
+    with StopSignals(on_stop) as stop:
+        code = run(stop)
+    # A run stopped by a signal never exits 0, nor as if it had finished: 143 / 130.
+    return stop.exit_code or code
 
 
 def _configure_logging() -> None:
@@ -147,6 +171,7 @@ class _Runner:
         build_source: Callable[[argparse.Namespace], DltSource],
         report: SourceReport | None,
         after_load: Callable[[dlt.Pipeline], Any] | None,
+        stop: StopSignals,
     ) -> None:
         self.name = name
         self.options = options
@@ -154,7 +179,10 @@ class _Runner:
         self.build_source = build_source
         self.report = report
         self.after_load = after_load
-        self.summary = RunSummary(pipeline=name)
+        self.stop = stop
+        self.summary = RunSummary(pipeline=name, source_ran=False)
+        # Whether the destination answered (its sync passed): the after-load step needs it.
+        self.synced = False
 
     def execute(self, source: DltSource, directory: Any) -> int:
         started = time.perf_counter()
@@ -166,17 +194,31 @@ class _Runner:
             dataset_name=self.options.dataset,
             progress="log" if self.options.progress else None,
         )
+        # The runner owns SIGTERM/SIGINT for the whole run (see `stop`): dlt's handlers,
+        # installed around normalize and load only, would forget a signal once the step
+        # ends and let the run go on.
+        pipeline.config.runtime.intercept_signals = False
         try:
             check_destination(pipeline)
+        except DestinationBusy as exc:
+            raise PipelineBusy(str(exc)) from None
         except DestinationError as exc:
             raise UsageError(str(exc)) from None
         self.summary.working_dir = str(directory / self.name)
         self.summary.target = self._target(pipeline)
 
-        if self._load_pending(pipeline) and self._step(pipeline, "sync", pipeline.sync_destination):
+        if (
+            self._go()
+            and self._load_pending(pipeline)
+            and self._go()
+            and self._sync(pipeline)
+            and self._go()
+        ):
             self._loads(pipeline, source)
-        self._after_load(pipeline)
+        if self.synced and not self.stop.requested:
+            self._after_load(pipeline)
 
+        self.summary.stopped_by = self.stop.name
         self.summary.elapsed = time.perf_counter() - started
         self.summary.peak_memory_mb = peak_memory_mb()
         print(self.summary.text(self.report))
@@ -185,7 +227,17 @@ class _Runner:
         if execution_id:
             self.summary.report_to_kestra(self.report)
         failed = not self.summary.ok or bool(_ask(self.report, "failed", False))
-        return EXIT_FAILED if failed else EXIT_OK
+        return self.stop.exit_code or (EXIT_FAILED if failed else EXIT_OK)
+
+    def _go(self) -> bool:
+        """False once SIGTERM/SIGINT asked the run to stop: nothing new starts."""
+        if self.stop.requested:
+            logger.warning("stopped by %s: nothing further is started", self.stop.name)
+        return not self.stop.requested
+
+    def _sync(self, pipeline: dlt.Pipeline) -> bool:
+        self.synced = self._step(pipeline, "sync", pipeline.sync_destination)
+        return self.synced
 
     def _target(self, pipeline: dlt.Pipeline) -> str:
         target = f"{self.options.destination} dataset '{self.options.dataset}'"
@@ -227,31 +279,74 @@ class _Runner:
             self.summary.notes.append(
                 f"resumed the full refresh requested at {requested}, which never completed"
             )
+        if not refresh and not self._tables_present(pipeline):
+            return
         marked = refresh and not requested
         if marked and not self._step(pipeline, "load", lambda: mark_refresh(pipeline, source.name)):
             return
-        while True:
+        # Changes to tables that already had data are warnings; what a refresh or a first
+        # run creates is not a change.
+        known = set() if refresh else data_tables(pipeline)
+        further = False
+        while self._go():
+            if further:
+                # Built only once nothing stops the run: a source's report starts counting
+                # its load when built (what the last load left would be forgotten).
+                source = self.build_source(self.namespace)
+            further = True
             mode = "drop_sources" if refresh else None
 
             def load(source: DltSource = source, mode: Any = mode) -> None:
                 pipeline.run(source, loader_file_format=LOADER_FILE_FORMAT, refresh=mode)
 
+            self.summary.source_ran = True
             if not self._step(pipeline, "run", load):
                 return
-            self.summary.record_load(pipeline)
+            self.summary.record_load(pipeline, known)
             refresh = False
-            if not _ask(self.report, "another_load", False):
+            if self.stop.requested or not _ask(self.report, "another_load", False):
                 return
             # A backfill larger than one load's budget: this load's state is committed,
             # the next load picks up what it left.
             logger.info("the source left work for a further load")
-            source = self.build_source(self.namespace)
+
+    def _tables_present(self, pipeline: dlt.Pipeline) -> bool:
+        """Before any request: every table the pipeline's schema says was loaded is still
+        in the destination. One dropped by hand would stay missing (its state says its
+        data is loaded, and dlt creates tables only for a new schema version): fail, say
+        which, and how to get them back."""
+        try:
+            missing = missing_tables(pipeline)
+        except Exception as exc:  # cannot list the tables: let the load say what is wrong
+            logger.warning("could not list the destination's tables: %s", essence(str(exc)))
+            return True
+        if missing:
+            tables = ", ".join(missing)
+            one = len(missing) == 1
+            what = f"table {tables} is" if one else f"tables {tables} are"
+            self.summary.errors.append(
+                f"{what} missing from dataset '{self.options.dataset}' in the destination, "
+                f"though earlier loads filled {'it' if one else 'them'} and the pipeline's "
+                "state, kept with the data, counts that data as loaded: nothing was "
+                "requested. Run with --full-refresh to drop this source's tables and state "
+                f"and load everything again (this recreates {'it' if one else 'them'})."
+            )
+            logger.error("missing table(s) in the destination: %s", tables)
+        return not missing
 
     def _step(self, pipeline: dlt.Pipeline, step: str, action: Callable[[], Any]) -> bool:
         """Run a dlt step of this run's own data; on failure record it and return False."""
         failure = self._attempt(pipeline, step, action)
         if failure is None:
             return True
+        if failure.stopped:  # dlt stopped the step on our signal: not a failure of the data
+            _ask(self.report, "load_aborted", None)
+            self.summary.notes.append(
+                f"the load in progress was stopped at its {failure.step} step and "
+                + ("aborted: nothing of it was committed" if failure.aborted else "left pending")
+                + "; its data is fetched again by the next run"
+            )
+            return False
         if failure.step in ("normalize", "load") or failure.aborted:
             self.summary.load_failures.append(failure)
             _ask(self.report, "load_aborted", None)
@@ -269,8 +364,11 @@ class _Runner:
             return None
         except PipelineStepFailed as exc:
             failure = _describe(exc)
+            failure.stopped = isinstance(exc.exception, SignalReceivedException)
         except Exception as exc:  # a step that dlt did not wrap (e.g. destination sync)
-            failure = LoadFailure(step=step, message=essence(f"{type(exc).__name__}: {exc}"))
+            problem = duckdb_problem(str(exc))
+            message = str(problem) if problem else f"{type(exc).__name__}: {exc}"
+            failure = LoadFailure(step=step, message=essence(message))
         if pipeline.has_pending_data or failure.load_id:
             try:
                 pipeline.abort_packages()
@@ -280,7 +378,7 @@ class _Runner:
                     f"{essence(str(exc))}; run `dlt pipeline --pipelines-dir "
                     f"{pipeline.pipelines_dir} {self.name} abort-packages`"
                 )
-        logger.error(failure.describe())
+        (logger.warning if failure.stopped else logger.error)(failure.describe())
         return failure
 
     def _after_load(self, pipeline: dlt.Pipeline) -> None:
@@ -288,11 +386,12 @@ class _Runner:
             return
         try:
             self.after_load(pipeline)
-        except Exception as exc:  # the data is loaded; say so and fail the run
+        except Exception as exc:  # the data is loaded (if any); say so and fail the run
             what = (self.after_load.__doc__ or self.after_load.__name__).strip().splitlines()[0]
-            self.summary.errors.append(
-                f"data loaded, but the after-load step failed ({what}): {essence(str(exc))}"
-            )
+            problem = duckdb_problem(str(exc))
+            why = essence(str(problem) if problem else str(exc))
+            done = "data loaded, but " if self.summary.loads else ""
+            self.summary.errors.append(f"{done}the after-load step failed ({what}): {why}")
 
 
 def _ask(report: SourceReport | None, method: str, default: Any) -> Any:
@@ -306,6 +405,8 @@ def _describe(exc: PipelineStepFailed) -> LoadFailure:
     inner = exc.exception
     job = getattr(inner, "job_id", None)
     message = getattr(inner, "failed_message", None) or f"{type(inner).__name__}: {inner}"
+    problem = duckdb_problem(str(message))  # e.g. the file locked by another process
+    message = str(problem) if problem else message
     return LoadFailure(
         step=exc.step,
         message=essence(str(message)),

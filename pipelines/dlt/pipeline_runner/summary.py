@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import dlt
 
 from .redact import redact, redact_url
+from .schema_changes import SchemaChange, load_changes
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ class SourceReport(Protocol):
         that load was not committed (and is fetched again next run)."""
         ...
 
+    def stop(self) -> None:
+        """Told on SIGTERM/SIGINT, from the signal handler (set flags only): request
+        nothing more; what was already fetched is loaded, the rest is left for the next
+        run. Without it, dlt stops the extract and the load in progress is aborted."""
+        ...
+
 
 @dataclass
 class LoadFailure:
@@ -74,6 +81,8 @@ class LoadFailure:
     job: str | None = None
     aborted: bool = False
     abort_error: str | None = None
+    # dlt stopped the step on SIGTERM/SIGINT (a source without `stop()`), not a data error.
+    stopped: bool = False
 
     def describe(self) -> str:
         where = f"table {self.table}" if self.table else f"step {self.step}"
@@ -121,17 +130,30 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     peak_memory_mb: float | None = None
+    # Whether the source was asked for anything (a load started): its report's figures
+    # describe this run only then (the runner starts with False).
+    source_ran: bool = True
+    # New tables, columns and variant columns in tables that had data (dlt's schema
+    # updates): warnings, the source's data changed shape. Tables this run created.
+    schema_changes: list[SchemaChange] = field(default_factory=list)
+    created_tables: list[str] = field(default_factory=list)
+    # The signal that stopped the run (SIGTERM, SIGINT), if one did.
+    stopped_by: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.load_failures and not self.errors
+        return not self.load_failures and not self.errors and not self.stopped_by
 
-    def record_load(self, pipeline: dlt.Pipeline) -> None:
-        """Add one committed load's rows per table and dlt step times (from its trace)."""
+    def record_load(self, pipeline: dlt.Pipeline, known: set[str] = frozenset()) -> None:
+        """Add one committed load's rows per table, dlt step times and what it changed in
+        the tables that had data when the run started (`known`), from its trace."""
         self.loads += 1
         trace = pipeline.last_trace
         if trace is None:
             return
+        changes, created = load_changes(trace.last_load_info, set(known))
+        self.schema_changes.extend(c for c in changes if c not in self.schema_changes)
+        self.created_tables.extend(t for t in created if t not in self.created_tables)
         info = trace.last_normalize_info
         for table, n in (info.row_counts if info else {}).items():
             if not table.startswith("_dlt"):
@@ -143,6 +165,11 @@ class RunSummary:
 
     def headline(self, report: SourceReport | None) -> str:
         own = _call(report, "headline", None)
+        if self.stopped_by:
+            return (
+                f"Stopped by {self.stopped_by}: {self.loads} load(s) of this run committed "
+                f"into {self.target}"
+            )
         if self.load_failures:
             return (
                 f"Load into {self.target} FAILED (see the error below); "
@@ -157,9 +184,18 @@ class RunSummary:
     def lines(self, report: SourceReport | None) -> list[str]:
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.step_seconds.items())
         steps = f" ({steps})" if steps else ""
+        stopped = (
+            [
+                f"stopped by {self.stopped_by}: no request or load was started after it; "
+                "what this run had not fetched and loaded is left for the next run"
+            ]
+            if self.stopped_by
+            else []
+        )
         return [
             self.headline(report),
-            *_call(report, "summary_lines", []),
+            *stopped,
+            *(_call(report, "summary_lines", []) if self.source_ran else []),
             f"loads: {self.loads}",
             "rows per table:",
             *(f"  {table}: {n}" for table, n in sorted(self.rows.items())),
@@ -167,6 +203,12 @@ class RunSummary:
             f"elapsed: {self.elapsed:.1f} s{steps}",
             *([f"peak memory: {self.peak_memory_mb:.0f} MB"] if self.peak_memory_mb else []),
             f"working directory: {self.working_dir}",
+            *(f"warning: schema changed: {c.describe()}" for c in self.schema_changes),
+            *(
+                [f"note: created tables: {', '.join(self.created_tables)}"]
+                if self.created_tables
+                else []
+            ),
             *(f"note: {note}" for note in self.notes),
             *(f"error: {f.describe()}" for f in self.load_failures),
             *(f"error: {e}" for e in self.errors),
@@ -181,6 +223,7 @@ class RunSummary:
             "pipeline": self.pipeline,
             "destination": self.target,
             "ok": self.ok,
+            "stopped_by": self.stopped_by,
             "loads": self.loads,
             "rows": dict(sorted(self.rows.items())),
             "step_seconds": {k: round(v, 3) for k, v in self.step_seconds.items()},
@@ -189,6 +232,8 @@ class RunSummary:
             "load_failures": [f.as_dict() for f in self.load_failures],
             "errors": list(self.errors),
             "notes": list(self.notes),
+            "schema_changes": [c.as_dict() for c in self.schema_changes],
+            "created_tables": list(self.created_tables),
         }
         return redact(data)
 
@@ -203,6 +248,7 @@ class RunSummary:
         for metric in _call(report, "metrics", []):
             Kestra.counter(metric.name, metric.value, dict(metric.tags))
         Kestra.counter("loads", self.loads)
+        Kestra.counter("schema_changes", len(self.schema_changes))
         Kestra.counter("load_failures", len(self.load_failures))
         for table, rows in sorted(self.rows.items()):
             Kestra.counter("rows", rows, {"table": table})
