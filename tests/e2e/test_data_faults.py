@@ -9,6 +9,7 @@ loads everything the server now serves.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -360,7 +361,10 @@ def test_run_deadline_leaves_the_rest_for_the_next_run(
     everything = {(p.lower(), m) for p in PLAYERS for m in recent_months(4)}
     assert ("alice", FINISHED) not in downloaded
     assert_loaded_exactly(pipeline, served_games(world, without=everything - set(downloaded)), run)
-    clean_rerun(pipeline, api, world)
+    assert "players with work left for the next run: alice" in run.stdout
+    assert re.search(r"players loaded: \d+ \((?!.*alice)", run.stdout), run.stdout
+    rerun = clean_rerun(pipeline, api, world)
+    assert "players loaded: 3" in rerun.stdout and "work left" not in rerun.stdout
 
 
 # -- case 10: offline is slow and misleading --------------------------------------------

@@ -129,6 +129,11 @@ def test_sigterm_during_the_first_requests_stops_at_once(
     assert data["stopped_by"] == "SIGTERM" and data["ok"] is False
     # The stop is not the run deadline.
     assert data["deadline_reached"] is False and "run deadline" not in output
+    # A player whose documents were not all fetched is not "loaded".
+    assert data["players_unsettled"] and not set(data["players_unsettled"]) & set(
+        data["players_loaded"]
+    ), data
+    assert "players with work left for the next run: " in output
     clean_rerun(pipeline, api, world)
 
 

@@ -130,6 +130,7 @@ def chess(
     report.client = client  # a stop (SIGTERM/SIGINT) moves its deadline to now
     report.players = names
     report.backfill.begin()
+    report.unsettled.clear()  # what this load leaves undone (earlier loads' is re-planned)
     # A string stays text, as on the Arrow path: dlt would otherwise turn an ISO-looking
     # one into a timestamp (and coerce the next ones).
     dlt.current.source_schema().remove_type_detection("iso_timestamp")
@@ -187,6 +188,7 @@ def _record_failure(player: str, exc: ChessComError, report: RunReport) -> None:
     elif isinstance(exc, PlayerNotFound):
         report.fail(player, "unknown player (404)", unavailable=True)
     elif isinstance(exc, DeadlineReached):
+        report.unsettled.add(player)
         _deadline_reached(report)
     elif isinstance(exc, Unreachable):
         report.unreachable = str(exc)
@@ -407,6 +409,7 @@ def archive_months(
             continue
         except DeadlineReached:
             cut_off += 1
+            report.unsettled.add(player)
             continue
         except ChessComError as exc:
             report.months["failed"] += 1
@@ -466,6 +469,7 @@ def archive_months(
         book.record(plan.month, entry)
         yield MonthResult(player, month, "downloaded", entry, fetched_at, rows)
     report.backfill.leave(len(todo) - submitted + cut_off)
+    report.unsettled.update(player for player, _ in todo[submitted:])
     if cut_off or client.deadline_passed():
         _deadline_reached(report)
 

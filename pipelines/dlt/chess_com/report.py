@@ -84,6 +84,9 @@ class RunReport:
     # The run's deadline (time.monotonic()), set by its first source; whether it was hit.
     deadline_at: float | None = None
     deadline_reached: bool = False
+    # Players with a document or month left for the next run (the run's deadline, a stop,
+    # or the games budget of its last load): not "loaded" in the summary.
+    unsettled: set[str] = field(default_factory=set)
     # SIGTERM/SIGINT asked the run to stop (`stop`); the client of the load in progress,
     # whose deadline a stop moves to now (set by the source).
     stopped: bool = False
@@ -186,6 +189,11 @@ class RunReport:
         games = "games loaded" if not self.aborted_load else "games fetched, NOT committed"
         return [
             f"{loaded}: {len(self.loaded_players)} ({', '.join(self.loaded_players) or '-'})",
+            *(
+                [f"players with work left for the next run: {', '.join(self.unsettled_players)}"]
+                if self.unsettled_players
+                else []
+            ),
             f"players failed: {len(self.failures)}",
             *(f"  - {p}: {'; '.join(reasons)}" for p, reasons in self.failures.items()),
             *gone,
@@ -219,13 +227,22 @@ class RunReport:
 
     @property
     def loaded_players(self) -> list[str]:
-        return [p for p in self.players if p not in self.failures and p not in self.gone_players]
+        return [
+            p
+            for p in self.players
+            if p not in self.failures and p not in self.gone_players and p not in self.unsettled
+        ]
+
+    @property
+    def unsettled_players(self) -> list[str]:
+        return [p for p in self.players if p in self.unsettled and p not in self.failures]
 
     def as_dict(self) -> dict[str, Any]:
         """Machine-readable summary (the script's --summary-json, Kestra outputs)."""
         return {
             "players_loaded": [] if self.aborted_load else self.loaded_players,
             "load_aborted": self.aborted_load,
+            "players_unsettled": self.unsettled_players,
             "players_failed": {p: "; ".join(r) for p, r in self.failures.items()},
             "months": dict(self.months),
             "months_left": self.deferred_months,

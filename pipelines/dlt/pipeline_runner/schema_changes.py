@@ -45,7 +45,7 @@ def data_tables(pipeline: Any) -> set[str]:
     """Tables of the pipeline's schemas that have received data (none before a first run)."""
     tables: set[str] = set()
     for schema in pipeline.schemas.values():
-        tables.update(schema.data_table_names())
+        tables.update(schema.data_table_names(seen_data_only=True))
     return tables
 
 
