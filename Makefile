@@ -24,7 +24,7 @@ help:
 	@echo "make run    load a few players' recent months into ./chess_com.duckdb (needs internet)"
 	@echo "make test   lint and run all tests offline"
 	@echo "make validate   check the Kestra flows offline (and that k8s/ is up to date)"
-	@echo "make manifests  regenerate k8s/apps/pipelines/ after adding or removing files in pipelines/"
+	@echo "make manifests  regenerate k8s/apps/pipelines/ and the alert rules after changing pipelines/"
 	@echo "make lock       re-lock dependencies (uv.lock, pipelines/dlt/requirements.lock)"
 	@echo "make bench      benchmark against the local fake API (figures in bench/results/);"
 	@echo "                ARGS=--quick: the small scenarios only; ARGS=--only=club,backfill,..."
@@ -64,10 +64,12 @@ format: install
 
 validate: install
 	$(PY) tools/manifests.py check
+	$(PY) tools/monitoring.py check
 	$(PY) tools/validate_flows.py pipelines/
 
 manifests: $(VENV)/.synced
 	$(PY) tools/manifests.py write
+	$(PY) tools/monitoring.py write
 
 lock: | $(UV)
 	$(UV) lock

@@ -179,9 +179,15 @@ def test_only_pipelines_and_the_derived_files_change(regenerated: Path) -> None:
     changed = git(regenerated, "status", "--porcelain", "--untracked-files=all").splitlines()
     paths = sorted(line[3:] for line in changed)
     outside = [p for p in paths if not p.startswith("pipelines/")]
-    assert outside == ["k8s/apps/pipelines/kustomization.yaml", "k8s/apps/pipelines/sync-plan.tsv"]
+    assert outside == [
+        "k8s/apps/pipelines/kustomization.yaml",
+        "k8s/apps/pipelines/sync-plan.tsv",
+        # its schedule gets its own alert rules (tools/monitoring.py)
+        "k8s/monitoring/pipeline-rules.yaml",
+    ]
     assert sorted(p for p in paths if p.startswith("pipelines/")) == sorted(NEW_FILES)
     assert tool(regenerated, "tools/manifests.py", "check").returncode == 0
+    assert tool(regenerated, "tools/monitoring.py", "check").returncode == 0
 
 
 def test_the_new_flow_validates(regenerated: Path) -> None:
@@ -211,7 +217,8 @@ def test_the_sync_pushes_it_into_its_own_namespace(regenerated: Path) -> None:
         regenerated / "k8s" / "infrastructure" / "production"
     )
     with twin.traversable_tmp("new-pipeline-sync-") as work:
-        sync = twin.run_sync(objects, work)
+        # The committed basic-auth pair is a placeholder Kestra refuses (tests/kestra/test_sync.py).
+        sync = twin.run_sync(twin.with_credentials(objects, *twin.TEST_CREDENTIALS), work)
         assert sync.ok, sync.result.stderr + str(sync.error)
         assert "chess.profiles" in sync.store.namespaces()
         (flow_source,) = sync.store.flows("chess.profiles").values()

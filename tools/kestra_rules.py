@@ -145,3 +145,8 @@ CRON_FIELDS = (  # name, min, max, names
     ("day of week", 0, 7, {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}),
 )
 CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+# Flow SLAs (core/.../models/flows/sla/SLA.java, MaxDurationSLA, ExecutionAssertionSLA):
+# type -> the property it requires; behaviors from SLA.Behavior.
+SLA_TYPES = {"MAX_DURATION": "duration", "EXECUTION_ASSERTION": "assert"}
+SLA_BEHAVIORS = {"FAIL", "CANCEL", "NONE"}

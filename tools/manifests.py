@@ -10,7 +10,7 @@ the namespace it declares; every file under `pipelines/dlt/` (as git sees it: tr
 not ignored) becomes a namespace file of each of those namespaces, at its path relative
 to `pipelines/dlt/` (`/chess_com/client.py`). Kustomize cannot glob, so this script writes
 the lists: `kustomization.yaml` (ConfigMaps carrying the files, hash-suffixed so any
-change re-creates the sync Job) and `sync-plan.tsv` (what `sync.sh` does with them).
+change re-creates the sync Job) and `sync-plan.tsv` (what `sync.py` does with them).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def build_plan(root: Path = ROOT) -> Plan:
 def render_plan(plan: Plan) -> str:
     lines = [
         f"# {HEADER}",
-        "# flow<TAB>namespace<TAB>key | file<TAB>key<TAB>path (read by sync.sh)",
+        "# flow<TAB>namespace<TAB>key | file<TAB>key<TAB>path (read by sync.py)",
     ]
     lines += [f"flow\t{ns}\t{name}" for name, (ns, _) in sorted(plan.flows.items())]
     lines += [f"file\t{key}\t{path}" for path, key in sorted(plan.files.items())]
@@ -157,7 +157,7 @@ def render_kustomization(plan: Plan) -> str:
     return f"""# {HEADER}
 # Every flow of pipelines/ and the files of pipelines/dlt/, carried by hash-suffixed
 # ConfigMaps: a change in any of them changes the sync Job's template, and Flux
-# (force: true) re-creates the Job, which pushes them into Kestra (sync.sh).
+# (force: true) re-creates the Job, which pushes them into Kestra (sync.py).
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: kestra
@@ -174,7 +174,7 @@ generatorOptions:
 configMapGenerator:
   - name: pipelines-sync
     files:
-      - sync.sh
+      - sync.py
       - sync-plan.tsv
   - name: pipelines-flows
     files:

@@ -4,7 +4,8 @@
 # kubeconform for the schemas, checkov for security, with the same .checkov.yaml as the
 # plain manifests. Each chart is scanned beside the rest of its Flux path, so checkov
 # sees the NetworkPolicies that select the chart's pods. Per-resource skips are checked
-# too: they may only cover privileged sidecars (tools/helm_releases.py verify).
+# too: they may only cover privileged sidecars (tools/helm_releases.py verify). Kestra's
+# Deployment is checked for what the values must achieve (tools/e2e/check_kestra_deployment.py).
 #
 #   tools/render_charts.sh [KUSTOMIZE_DIR...]
 #
@@ -76,6 +77,11 @@ for source in "$@"; do
       --include-crds --kube-version "$kube_version" |
       "$python" tools/helm_releases.py place "$namespace" >"$rendered"
     "$python" tools/helm_releases.py verify "$rendered" || status=1
+    if [[ $chart == kestra ]]; then
+      # What our values must make of the chart: start-up probe, Kestra's own /tmp, and the
+      # secrets-revision pod annotation (a changed Secret restarts Kestra).
+      "$python" tools/e2e/check_kestra_deployment.py "$rendered" || status=1
+    fi
     if command -v kubeconform >/dev/null; then
       kubeconform -strict -summary -kubernetes-version "$kube_version" "$rendered" || status=1
     fi

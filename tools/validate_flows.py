@@ -171,6 +171,7 @@ class FlowChecker:
         if "retry" in flow:
             self.check_retry(flow["retry"], "retry")
         self.check_concurrency(flow.get("concurrency"))
+        self.check_sla(flow.get("sla"))
         self.check_references(flow, inputs)
 
     def check_pattern(
@@ -427,6 +428,36 @@ class FlowChecker:
         behavior = concurrency.get("behavior", "QUEUE")
         if behavior not in rules.CONCURRENCY_BEHAVIORS:
             self.report("concurrency.behavior", "concurrency", f"unknown behavior {behavior!r}")
+
+    def check_sla(self, sla: Any) -> None:
+        """Kestra 1.3 core/.../models/flows/sla/SLA.java: `id`, `type` (MAX_DURATION needs
+        `duration`, EXECUTION_ASSERTION needs `assert`) and `behavior` are required."""
+        if sla is None:
+            return
+        if not isinstance(sla, list):
+            self.report("sla", "sla", "sla must be a list")
+            return
+        for i, item in enumerate(sla):
+            path = f"sla[{i}]"
+            if not isinstance(item, dict):
+                self.report(path, "sla", "an SLA must be a mapping")
+                continue
+            for key in ("id", "type", "behavior"):
+                if key not in item:
+                    self.report(path, "sla", f"missing required property {key!r}")
+            kind = item.get("type")
+            if kind not in rules.SLA_TYPES and kind is not None:
+                self.report(join(path, "type"), "sla", f"unknown SLA type {kind!r}")
+            if item.get("behavior") not in rules.SLA_BEHAVIORS and "behavior" in item:
+                self.report(join(path, "behavior"), "sla", f"unknown behavior {item['behavior']!r}")
+            needed = rules.SLA_TYPES.get(kind)
+            if needed and needed not in item:
+                self.report(path, "sla", f"a {kind} SLA needs {needed!r}")
+            extra = set(item) - {"id", "type", "behavior", "labels", *rules.SLA_TYPES.values()}
+            for key in sorted(extra):
+                self.report(join(path, key), "unknown-property", f"unknown SLA property {key!r}")
+            if kind == "MAX_DURATION" and "duration" in item:
+                self.check_duration(item["duration"], join(path, "duration"))
 
     # -- triggers ---------------------------------------------------------------------
     def check_triggers(self, triggers: Any, inputs: dict[str, dict[str, Any]]) -> None:

@@ -14,20 +14,32 @@ from typing import Any
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from pipeline_runner.destination import tag_session
+
 GAMES_TABLE = "players_games"
 ARCHIVES_TABLE = "players_archives"
 VIEW = "games_by_player"
 DEPRECATED_VIEW = "player_games"
+FRESHNESS_VIEW = "player_freshness"
 
 # Chess.com result codes (https://www.chess.com/news/view/published-data-api).
 DRAW_RESULTS = ("agreed", "repetition", "stalemate", "insufficient", "50move", "timevsinsufficient")
 
 
-def games_by_player_sql(dataset: str) -> str:
+def _create_view(dataset: str, view: str, copy_grants: bool) -> str:
+    """`CREATE OR REPLACE VIEW`, on Snowflake with COPY GRANTS: a replaced view keeps the
+    privileges granted on it (without, every run would drop readers' SELECT). Snowflake's
+    syntax puts it before AS (https://docs.snowflake.com/en/sql-reference/sql/create-view
+    #syntax); DuckDB has no such clause."""
+    return f"CREATE OR REPLACE VIEW {dataset}.{view}{' COPY GRANTS' if copy_grants else ''} AS"
+
+
+def games_by_player_sql(dataset: str, copy_grants: bool = False) -> str:
     """One row per tracked player per game, seen from that player's side.
 
-    Plain SQL that DuckDB and Snowflake both accept; dlt stores identifiers in a case
-    both resolve unquoted (lower-case in DuckDB, upper-case in Snowflake).
+    Plain SQL that DuckDB and Snowflake both accept (but `copy_grants`, Snowflake's only);
+    dlt stores identifiers in a case both resolve unquoted (lower-case in DuckDB,
+    upper-case in Snowflake).
     """
     draws = ", ".join(f"'{r}'" for r in DRAW_RESULTS)
     sides = []
@@ -45,7 +57,7 @@ def games_by_player_sql(dataset: str) -> str:
   FROM {dataset}.{GAMES_TABLE} AS g"""
         )
     union = "\n  UNION ALL\n".join(sides)
-    return f"""CREATE OR REPLACE VIEW {dataset}.{VIEW} AS
+    return f"""{_create_view(dataset, VIEW, copy_grants)}
 WITH sides AS (
 {union}
 )
@@ -61,20 +73,41 @@ FROM sides AS s
 WHERE s.player IN (SELECT DISTINCT a.player FROM {dataset}.{ARCHIVES_TABLE} AS a)"""
 
 
-def deprecated_view_sql(dataset: str) -> str:
+def deprecated_view_sql(dataset: str, copy_grants: bool = False) -> str:
     """`player_games`, the old name of `games_by_player` (deprecated, same rows)."""
-    return f"CREATE OR REPLACE VIEW {dataset}.{DEPRECATED_VIEW} AS SELECT * FROM {dataset}.{VIEW}"
+    return f"{_create_view(dataset, DEPRECATED_VIEW, copy_grants)} SELECT * FROM {dataset}.{VIEW}"
+
+
+def player_freshness_sql(dataset: str, copy_grants: bool = False) -> str:
+    """`player_freshness`: per tracked player, when its archive was last fetched
+    successfully (downloaded or not modified), last tried, and its latest game: a player
+    whose last_ok_at lags the others is failing (pipeline_runner's `pipeline_freshness`
+    has the same per table)."""
+    return f"""{_create_view(dataset, FRESHNESS_VIEW, copy_grants)}
+SELECT a.player,
+  max(CASE WHEN a.status IN ('downloaded', 'not_modified') THEN a.fetched_at END) AS last_ok_at,
+  max(a.fetched_at) AS last_tried_at,
+  max(g.last_game_at) AS last_game_at
+FROM {dataset}.{ARCHIVES_TABLE} AS a
+LEFT JOIN (
+  SELECT player, max(end_time) AS last_game_at FROM {dataset}.{VIEW} GROUP BY player
+) AS g ON g.player = a.player
+GROUP BY a.player"""
 
 
 def create_views(pipeline: dlt.Pipeline) -> bool:
-    """(Re)create the games_by_player view (and its deprecated alias player_games)."""
+    """(Re)create the games_by_player view (and its deprecated alias player_games) and
+    player_freshness."""
     with pipeline.sql_client() as sql:
+        tag_session(sql, pipeline.pipeline_name)  # QUERY_HISTORY finds these too
         tables = (GAMES_TABLE, ARCHIVES_TABLE)
         if not sql.has_dataset() or not all(_has_table(sql, t) for t in tables):
             return False
         dataset = sql.fully_qualified_dataset_name()
-        sql.execute_sql(games_by_player_sql(dataset))
-        sql.execute_sql(deprecated_view_sql(dataset))
+        copy_grants = sql.capabilities.sqlglot_dialect == "snowflake"
+        sql.execute_sql(games_by_player_sql(dataset, copy_grants))
+        sql.execute_sql(deprecated_view_sql(dataset, copy_grants))
+        sql.execute_sql(player_freshness_sql(dataset, copy_grants))
     return True
 
 

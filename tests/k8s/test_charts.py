@@ -135,27 +135,70 @@ def test_kestra_container_is_hardened_since_its_skips_cover_the_whole_deployment
     assert container["allowPrivilegeEscalation"] is False
     assert container["capabilities"]["drop"] == ["ALL"]
     assert kestra["common"]["podSecurityContext"]["runAsNonRoot"] is True
-    # Probes are the chart's defaults (values.yaml common.*Probe): never switched off.
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+    # Liveness and readiness are the chart's defaults (values.yaml common.*Probe); the
+    # start-up probe is ours (test_startup_probe_is_sized_and_entirely_ours).
+    for probe in ("livenessProbe", "readinessProbe"):
         assert probe not in kestra["common"], f"{probe} overridden"
     # No API access needed (open-source Kestra; flows run in dind): no token.
     assert kestra["serviceAccount"]["automount"] is False
 
 
 def test_kestra_has_writable_mounts_where_it_writes() -> None:
-    """Read-only root: Kestra writes to java.io.tmpdir (/tmp: task working dirs, core
-    WorkingDirFactory; plugin repository, PluginManager) and its local storage. The chart
-    mounts its `docker-tmp` emptyDir at dind.tmpPath (default /tmp/) in the Kestra
-    container only when dind is on (templates/deployment.yaml)."""
+    """Read-only root: Kestra writes to java.io.tmpdir (/tmp: plugin repository,
+    PluginManager), its task working directories (kestra.tasks.tmp-dir.path, core
+    WorkingDirFactory) and its local storage. /tmp is Kestra's own emptyDir; the chart mounts
+    its `docker-tmp` emptyDir at dind.tmpPath in Kestra and in dind when dind is on
+    (templates/deployment.yaml), so that path must not be /tmp (a second mount there) and the
+    working directories go under it, as in Kestra's docker-compose-dind.yml."""
     kestra = values("kestra")
     assert kestra["dind"]["enabled"] is True
     assert kestra["deployments"]["standalone"].get("dind", {}).get("enabled", True) is True
-    assert kestra["dind"].get("tmpPath", "/tmp/") == "/tmp/"
-    assert "tmp-dir" not in kestra["configurations"]["application"]["kestra"].get("tasks", {})
-    storage = kestra["configurations"]["application"]["kestra"]["storage"]["local"]["basePath"]
     mounts = {m["mountPath"]: m["name"] for m in kestra["common"]["extraVolumeMounts"]}
     volumes = {v["name"]: v for v in kestra["common"]["extraVolumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]], "Kestra's own /tmp"
+    shared = kestra["dind"]["tmpPath"]
+    assert shared.rstrip("/") != "/tmp" and shared.startswith("/")
+    tasks = kestra["configurations"]["application"]["kestra"]["tasks"]
+    assert tasks["tmp-dir"]["path"].startswith(shared), "working dirs in the shared volume"
+    storage = kestra["configurations"]["application"]["kestra"]["storage"]["local"]["basePath"]
     assert storage in mounts and "persistentVolumeClaim" in volumes[mounts[storage]]
+
+
+# The chart's start-up probe (kestra 1.0.54 values.yaml common.startupProbe): 1 + 120 x 1 s.
+CHART_STARTUP_PROBE = {
+    "httpGet": {"path": "/health", "port": "management"},
+    "initialDelaySeconds": 1,
+    "periodSeconds": 1,
+    "timeoutSeconds": 1,
+    "successThreshold": 1,
+    "failureThreshold": 120,
+}
+
+
+def startup_budget(probe: dict[str, Any]) -> int:
+    return probe["initialDelaySeconds"] + probe["periodSeconds"] * probe["failureThreshold"]
+
+
+def test_startup_probe_is_sized_and_entirely_ours() -> None:
+    """Helm merges our map over the chart's, so every field is set here; the kubelet
+    restarts Kestra when the probe runs out, so it must cover a first start under a 2-CPU
+    limit while CloudNativePG creates the database (minutes), and end before the
+    HelmRelease's install timeout. The rendered Deployment is checked in CI
+    (tools/e2e/check_kestra_deployment.py, from tools/render_charts.sh)."""
+    kestra = values("kestra")
+    probe = kestra["common"]["startupProbe"]
+    assert set(probe) == set(CHART_STARTUP_PROBE), "every field ours"
+    assert probe["httpGet"] == CHART_STARTUP_PROBE["httpGet"]
+    assert startup_budget(CHART_STARTUP_PROBE) < 600 <= startup_budget(probe)
+    timeout = release("kestra")["spec"]["timeout"]
+    match = re.fullmatch(r"(\d+)m", timeout)
+    assert match and startup_budget(probe) < int(match.group(1)) * 60
+    assert probe["timeoutSeconds"] >= 3, "a busy JVM answers /health slowly"
+
+
+def test_render_script_checks_the_kestra_deployment() -> None:
+    text = SCRIPT.read_text()
+    assert "tools/e2e/check_kestra_deployment.py" in text
 
 
 def test_cnpg_operator_pod_has_a_network_policy_for_its_webhook() -> None:

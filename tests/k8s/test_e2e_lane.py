@@ -28,10 +28,12 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.k8s.test_manifests import BY_NAME as PRODUCTION
-from tests.k8s.test_manifests import SOPS_VALUE, render, tool
+from tests.k8s.test_manifests import BY_NAME, SOPS_VALUE, render, tool
 from tests.k8s.test_sops import OPS_PYTHON, sops_binary
 
+# kind has no Prometheus Operator: the CI chain is production's without its monitoring
+# (k8s/clusters/production/monitoring.yaml; tests/monitoring checks that one).
+PRODUCTION = {name: k for name, k in BY_NAME.items() if name != "monitoring"}
 CI_CLUSTER = "k8s/clusters/ci"
 E2E = ROOT / "tools" / "e2e"
 WORKFLOW = ROOT / ".github" / "workflows" / "e2e.yml"
@@ -83,7 +85,11 @@ def test_ci_kustomization_paths_exist_render_and_resolve(name: str) -> None:
         assert spec["decryption"] == {"provider": "sops", "secretRef": {"name": "sops-age"}}
 
 
-def test_ci_infrastructure_is_production_with_one_postgres_instance() -> None:
+def test_ci_infrastructure_is_production_with_one_postgres_instance_and_the_e2e_network() -> None:
+    """Only two changes: one Postgres instance, and Kestra's global plugin defaults pointing
+    the flow's Python task at the e2e services (tests/kestra/test_plugins.py models how
+    Kestra merges them into the unchanged flow)."""
+
     def key(o: dict[str, Any]) -> tuple[str, str]:
         return o["kind"], o["metadata"]["name"]
 
@@ -91,8 +97,15 @@ def test_ci_infrastructure_is_production_with_one_postgres_instance() -> None:
     ci = {key(o): o for o in render("k8s/infrastructure/ci")}
     assert ci.keys() == prod.keys()
     differ = [k for k in prod if prod[k] != ci[k]]
-    assert differ == [("Cluster", "kestra-db")]
+    assert sorted(differ) == [("Cluster", "kestra-db"), ("HelmRelease", "kestra")]
     assert ci[("Cluster", "kestra-db")]["spec"]["instances"] == 1
+    release = copy.deepcopy(ci[("HelmRelease", "kestra")])
+    plugins = release["spec"]["values"]["configurations"]["application"]["kestra"]["plugins"]
+    (default,) = plugins.pop("defaults")
+    assert release == prod[("HelmRelease", "kestra")]
+    assert default["type"] == "io.kestra.plugin.scripts.python.Commands"
+    assert not default.get("forced"), "the flow's own env must win"
+    assert set(default["values"]) == {"env"}
 
 
 def test_oci_source_is_where_the_job_pushes_it() -> None:
@@ -213,8 +226,10 @@ class FakeKestra:
         self.files: dict[str, dict[str, bytes]] = {}
         self.executions: dict[str, dict[str, Any]] = {}
         self.posted: list[tuple[str, str, bytes, str | None]] = []
-        self.starts = True
-        self.worker_takes_tasks = True
+        # The states an execution shows on successive GETs (the last one stays).
+        self.states = ["RUNNING", "SUCCESS"]
+        self.logs = [{"taskId": "load", "level": "INFO", "message": "players loaded: 3"}]
+        self.polls = 0
 
     def handle(self, method: str, url: str, body: bytes, ctype: str | None) -> tuple[int, Any]:
         parsed = urlparse(url)
@@ -241,21 +256,17 @@ class FakeKestra:
             self.executions[execution["id"]] = execution
             return 200, execution
         if method == "GET" and rest[0] == "executions" and len(rest) == 2:
-            execution = self.executions[rest[1]]
-            if self.starts:
-                execution = {
-                    **execution,
-                    "state": {"current": "RUNNING"},
-                    "taskRunList": [
-                        {
-                            "taskId": "load",
-                            "state": {
-                                "current": "RUNNING" if self.worker_takes_tasks else "CREATED"
-                            },
-                        }
-                    ],
-                }
-            return 200, execution
+            state = self.states[min(self.polls, len(self.states) - 1)]
+            self.polls += 1
+            tasks = [{"taskId": "load", "state": {"current": state}}]
+            return 200, {
+                **self.executions[rest[1]],
+                "state": {"current": state},
+                "taskRunList": tasks,
+            }
+        if method == "GET" and rest[0] == "logs" and len(rest) == 2:
+            assert query.get("minLevel") == "INFO"
+            return (200, self.logs) if rest[1] in self.executions else (404, {"message": "no"})
         return 404, {"message": "not found"}
 
 
@@ -318,7 +329,11 @@ def deploy_as_git_says(fake: FakeKestra, the_plan: dict[str, Any]) -> None:
 
 
 def run_check(
-    url: str, the_plan: dict[str, Any], tmp_path: Path, password: str = "Ci-secret-9a"
+    url: str,
+    the_plan: dict[str, Any],
+    tmp_path: Path,
+    password: str = "Ci-secret-9a",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(the_plan))
@@ -327,9 +342,11 @@ def run_check(
         "KESTRA_USER": "ci@example.com",
         "KESTRA_PASSWORD": password,
         "KESTRA_START_TIMEOUT": "4",
+        "KESTRA_RUN_TIMEOUT": "4",
+        "KESTRA_POLL_S": "0.2",
     }
     return subprocess.run(
-        [PYTHON, CHECK, url, plan_file, ROOT / "pipelines" / "dlt"],
+        [PYTHON, CHECK, url, plan_file, ROOT / "pipelines" / "dlt", *extra],
         capture_output=True,
         text=True,
         env=env,
@@ -378,11 +395,16 @@ def first_namespace(the_plan: dict[str, Any]) -> str:
             "!= flows in git",
         ),
         (lambda f, ns: f.flows[ns].clear(), "flows in Kestra [] != flows in git"),
-        (lambda f, ns: setattr(f, "starts", False), "not started after 4s: state CREATED"),
         (
-            lambda f, ns: setattr(f, "worker_takes_tasks", False),
-            "not started after 4s: state RUNNING, task runs {'load': 'CREATED'}",
+            lambda f, ns: setattr(f, "states", ["CREATED"]),
+            "not over after 4s: CREATED, task runs {'load': 'CREATED'}",
         ),
+        (
+            lambda f, ns: setattr(f, "states", ["RUNNING", "RETRYING", "FAILED"]),
+            "ended FAILED, task runs {'load': 'FAILED'}; last logs:\n  load INFO players loaded: 3",
+        ),
+        (lambda f, ns: setattr(f, "states", ["WARNING"]), "ended WARNING"),
+        (lambda f, ns: setattr(f, "states", ["KILLED"]), "ended KILLED"),
     ],
     ids=[
         "missing-file",
@@ -390,8 +412,10 @@ def first_namespace(the_plan: dict[str, Any]) -> str:
         "stale-file",
         "extra-flow",
         "no-flow",
-        "not-started",
-        "no-worker",
+        "never-over",
+        "failed",
+        "warning",
+        "killed",
     ],
 )
 def test_check_fails_naming_what_differs(
@@ -404,6 +428,18 @@ def test_check_fails_naming_what_differs(
     out = run_check(url, the_plan, tmp_path)
     assert out.returncode == 1
     assert message in out.stderr, out.stderr
+
+
+def test_check_without_run_starts_no_execution(
+    kestra: tuple[FakeKestra, str], tmp_path: Path
+) -> None:
+    fake, url = kestra
+    the_plan = plan()
+    deploy_as_git_says(fake, the_plan)
+    fake.states = ["FAILED"]
+    out = run_check(url, the_plan, tmp_path, extra=("--no-run",))
+    assert out.returncode == 0, out.stderr
+    assert fake.posted == []
 
 
 def test_check_fails_on_rejected_credentials(

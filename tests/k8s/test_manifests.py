@@ -88,7 +88,13 @@ def find(kind: str, name: str) -> dict[str, Any]:
 
 
 def test_cluster_has_the_expected_chain() -> None:
-    assert set(BY_NAME) == {"flux-system", "infra-controllers", "infrastructure", "apps"}
+    assert set(BY_NAME) == {
+        "flux-system",
+        "infra-controllers",
+        "infrastructure",
+        "apps",
+        "monitoring",
+    }
     assert BY_NAME["infrastructure"]["spec"]["dependsOn"] == [{"name": "infra-controllers"}]
     assert BY_NAME["apps"]["spec"]["dependsOn"] == [{"name": "infrastructure"}]
 
@@ -195,11 +201,22 @@ def test_kestra_version_pins_agree() -> None:
     tag = release["spec"]["values"]["image"]["tag"]
     assert KESTRA_CHART_APP[chart] == tag
     assert tag.startswith("v1.3."), "flow validate / namespace update need Kestra 1.3.x"
-    job = find("Job", "pipelines-sync")
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == f"kestra/kestra:{tag}"
     ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
     assert ci["env"]["KESTRA_IMAGE"] == f"kestra/kestra:{tag}"
+
+
+def test_sync_job_runs_in_the_flows_pinned_python_image() -> None:
+    """sync.py needs Python's standard library only: the image the flows' tasks already pin
+    (no other image to keep current)."""
+    (container,) = find("Job", "pipelines-sync")["spec"]["template"]["spec"]["containers"]
+    images = {
+        task["containerImage"]
+        for f in FLOWS
+        for task in yaml.safe_load(f.read_text())["tasks"]
+        if "containerImage" in task
+    }
+    assert images == {container["image"]}
+    assert container["command"] == ["python3", "/sync/sync.py"]
 
 
 def test_flow_secrets_reach_kestra_with_the_secret_prefix() -> None:
@@ -228,7 +245,12 @@ def test_sync_configmaps_carry_every_flow_and_code_file_verbatim() -> None:
         for cm in rendered("apps")
         if cm["kind"] == "ConfigMap"
     }
-    assert set(by_name) == {"pipelines-sync", "pipelines-flows", "pipelines-code"}
+    assert set(by_name) == {
+        "pipelines-sync",
+        "pipelines-flows",
+        "pipelines-code",
+        "pipelines-sync-credentials-revision",
+    }
     code = ROOT / "pipelines" / "dlt"
     assert by_name["pipelines-code"]["data"] == {
         key: (code / path).read_text() for path, key in plan.files.items()
@@ -236,13 +258,17 @@ def test_sync_configmaps_carry_every_flow_and_code_file_verbatim() -> None:
     assert by_name["pipelines-flows"]["data"] == {f.name: f.read_text() for f in FLOWS}
     sync_dir = K8S / "apps" / "pipelines"
     assert by_name["pipelines-sync"]["data"] == {
-        name: (sync_dir / name).read_text() for name in ("sync.sh", "sync-plan.tsv")
+        name: (sync_dir / name).read_text() for name in ("sync.py", "sync-plan.tsv")
     }
 
 
 def test_sync_job_is_recreated_on_change_and_keeps_its_configmaps() -> None:
     assert BY_NAME["apps"]["spec"]["force"] is True
-    configmaps = [o for o in rendered("apps") if o["kind"] == "ConfigMap"]
+    configmaps = [
+        o
+        for o in rendered("apps")
+        if o["kind"] == "ConfigMap" and "-revision-" not in o["metadata"]["name"]
+    ]
     for cm in configmaps:
         assert re.search(r"-[a-z0-9]{10}$", cm["metadata"]["name"]), "name hash drives the rollout"
         assert cm["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"] == "Disabled"

@@ -28,6 +28,7 @@ import yaml
 from tests.conftest import ROOT
 from tests.fake_chesscom import FakeChessCom, World, recent_months
 from tests.kestra import twin
+from tests.snowflake_emulator import keys as emulated_account
 
 pytestmark = [
     pytest.mark.e2e,
@@ -63,8 +64,10 @@ def module_tmp() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def deployed(flux_objects: list[dict[str, Any]], module_tmp: Path) -> twin.KestraStore:
-    sync = twin.run_sync(flux_objects, module_tmp / "sync")
-    assert sync.ok, sync.result.stderr + str(sync.error)
+    # Credentials Kestra accepts (the committed ones are placeholders it refuses).
+    objects = twin.with_credentials(flux_objects, *twin.TEST_CREDENTIALS)
+    sync = twin.run_sync(objects, module_tmp / "sync")
+    assert sync.ok, sync.error
     return sync.store
 
 
@@ -87,7 +90,7 @@ def test_secrets(snowflake_key: Any) -> dict[str, str]:
     ).decode()
     return {
         "SNOWFLAKE_HOST": "twin-account",
-        "SNOWFLAKE_USERNAME": "LOADER",
+        "SNOWFLAKE_USERNAME": emulated_account.USER,
         "SNOWFLAKE_PRIVATE_KEY": pem,
         "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": "twin-passphrase",
         "CHESSCOM_CONTACT": "twin@example.com",
@@ -97,21 +100,38 @@ def test_secrets(snowflake_key: Any) -> dict[str, str]:
 
 @pytest.fixture
 def snowflake(shared_tmp: Path, snowflake_key: Any) -> Iterator[dict[str, str]]:
-    """fakesnow's server (emulator lane) accepting only logins signed by the test key;
-    yields the env that points a client at it: part of the container's "network"."""
+    """fakesnow's server (emulator lane) on an account set up by the project's bootstrap
+    (pipelines/dlt/snowflake/bootstrap.sql with the test key, run as an administrator:
+    tests/snowflake_emulator/run_on_fakesnow.py --admin), so only the bootstrap's user
+    signing with the test key logs in; yields the env that points a client at it: part of
+    the container's "network"."""
     from cryptography.hazmat.primitives import serialization
 
     python = required(EMULATOR_PYTHON, "the Snowflake emulator lane")
     db_dir = shared_tmp / "snowflake"
     db_dir.mkdir()
-    public_key = shared_tmp / "snowflake.pub"
-    public_key.write_bytes(
-        snowflake_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    public_pem = (
+        snowflake_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
     )
+    bootstrap = shared_tmp / "bootstrap.sql"
+    bootstrap.write_text(emulated_account.bootstrap_sql(public_pem))
+    admin = subprocess.run(
+        [
+            str(python),
+            str(SERVE.with_name("run_on_fakesnow.py")),
+            str(db_dir),
+            "--admin",
+            str(bootstrap),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert admin.returncode == 0, admin.stdout + admin.stderr
     server = subprocess.Popen(
-        [str(python), str(SERVE), str(db_dir), "--public-key", str(public_key)],
+        [str(python), str(SERVE), str(db_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -267,6 +287,53 @@ def test_scheduled_run_loads_the_configured_players(
     assert f"players loaded: {len(players)}" in run.output
     served = {g["uuid"] for p in players for g in world.games_in(p)}
     assert loaded_uuids(run) == sorted(served)
+
+
+CHECK_GAMES = ROOT / "tools" / "e2e" / "check_games.py"
+
+
+def e2e_games_check(
+    api: FakeChessCom, snowflake_env: dict[str, str], secrets: dict[str, str], root: Path
+) -> subprocess.CompletedProcess[str]:
+    """tools/e2e/check_games.py as the e2e job runs it, pointed at this run's services."""
+    values = root / "values"
+    values.mkdir(parents=True)
+    for key, value in secrets.items():
+        (values / key).write_text(value)
+    port = json.loads(snowflake_env["DESTINATION__SNOWFLAKE__CREDENTIALS__QUERY"])["port"]
+    return subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            str(CHECK_GAMES),
+            api.base_url,
+            str(port),
+            str(values),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_e2e_games_check_agrees_with_a_scheduled_run(
+    flux_objects, deployed, chess_api, snowflake, test_secrets, shared_tmp
+) -> None:
+    """What the e2e workflow concludes from a SUCCESS: every served game landed, once; and
+    it fails when the API serves a game the run did not load."""
+    api, world = chess_api
+    flow = chess_flow(deployed)
+    execution = scheduled(flow, kestra_secrets(flux_objects, test_secrets))
+    run = run_task(execution, deployed, "load", shared_tmp / "run", network(api, snowflake))
+    assert run.result.returncode == 0, run.output
+    ok = e2e_games_check(api, snowflake, test_secrets, shared_tmp / "ok")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    players = configured_players(deployed, flow)
+    assert f"games of {len(players)} players in Snowflake, as served" in ok.stdout
+    world.add_games(players[0], recent_months(1)[0], 1)
+    late = e2e_games_check(api, snowflake, test_secrets, shared_tmp / "late")
+    assert late.returncode == 1
+    assert "1 served game(s) not in Snowflake" in late.stderr
+    assert test_secrets["SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"] not in ok.stdout + late.stderr
 
 
 def test_manual_run_with_players_months_and_full_refresh(

@@ -9,9 +9,11 @@ Each step follows the runtime's own code (cited where it is modelled) or runs th
    it, each key is a symlink through `..data`; ConfigMap/Secret `defaultMode`, 0644 when
    unset; pkg/volume/volume_linux.go SetVolumeOwnership with fsGroup: group := fsGroup,
    mode |= 0440 (read-only volumes) or 0660, setgid on directories).
-3. Sync: the Job's real command (bash + k8s/apps/pipelines/sync.sh) runs under the pod's
-   uid/gid/groups (setpriv; the kernel enforces the modes), with a stand-in for the Kestra
-   CLI (fake_kestra_cli.py) that stores what the real CLI would upload.
+3. Sync: the Job's real command (python3 k8s/apps/pipelines/sync.py) runs under the pod's
+   uid/gid/groups (setpriv; the kernel enforces the modes) against a model of Kestra's API
+   (fake_kestra_api.py: BasicAuthService, NamespaceFileController, InternalNamespace's
+   revisions and soft delete, FlowController), started with the credentials the Kestra pod
+   gets from its HelmRelease (`kestra_start_credentials`).
 4. Execute: a task's namespace files picked with Kestra's matching (tools/kestra_files.py),
    its env rendered with the expression subset the flows use (`inputs.*` from the execution,
    the Schedule trigger's `inputs` and declared `defaults`; `??`; `vars.*`; `flow.*`;
@@ -24,6 +26,7 @@ Each step follows the runtime's own code (cited where it is modelled) or runs th
 from __future__ import annotations
 
 import base64
+import copy
 import os
 import re
 import shutil
@@ -42,9 +45,11 @@ import yaml
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tools" / "e2e"))
+import check_plugin_types
 import kestra_files
 
-from tests.kestra import fake_kestra_cli
+from tests.kestra import fake_kestra_api
 
 
 @contextmanager
@@ -112,6 +117,11 @@ def apply_fs_group(target: Path, fs_group: int, read_only: bool) -> None:
         os.chown(path, st.st_uid, fs_group)
         extra = stat.S_ISGID if path.is_dir() else 0
         path.chmod(stat.S_IMODE(st.st_mode) | mask | extra)
+
+
+# The sync image's PATH (python:3.11-slim-bookworm: /usr/local/bin before Debian's default):
+# its `python3` is this machine's, found there (another user's pyenv or venv is not).
+IMAGE_PATH = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -183,51 +193,63 @@ class Pod:
         ]
         return subprocess.run(
             [*setpriv, *argv],
-            env={"PATH": os.environ["PATH"], **container_env, **env},
+            env={"PATH": IMAGE_PATH, **container_env, **env},
             capture_output=True,
             text=True,
             timeout=timeout,
         )
 
 
-# --- 3. what the Kestra CLI stored -----------------------------------------------------
+# --- 3. the sync against Kestra's API ------------------------------------------------------
+
+# Namespace files and flows as Kestra's API stored them (tenant `main`).
+KestraStore = fake_kestra_api.KestraModel
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
-@dataclass
-class KestraStore:
-    """Namespace files and flows as the API stored them (tenant `main`)."""
+def kestra_start_credentials(objects: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """The `kestra.server.basic-auth` pair the Kestra pod starts with: the HelmRelease's
+    configuration, its `${ENV}` placeholders resolved from the container's `extraEnv`
+    (secretKeyRef into the rendered Secrets), as Micronaut resolves them at start-up."""
+    values = find(objects, "HelmRelease", "kestra")["spec"]["values"]
+    env = {}
+    for item in values["common"].get("extraEnv", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref is None:
+            env[item["name"]] = item.get("value")
+            continue
+        try:
+            data = secret_data(find(objects, "Secret", ref["name"]))
+        except LookupError:
+            continue  # e.g. kestra-db-app, made by CloudNativePG in the cluster
+        if ref["key"] in data:
+            env[item["name"]] = data[ref["key"]].decode()
+    basic = values["configurations"]["application"]["kestra"]["server"]["basic-auth"]
 
-    root: Path
+    def resolve(value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _PLACEHOLDER.sub(lambda m: env[m.group(1)], str(value))
 
-    def namespaces(self) -> list[str]:
-        base = self.root / "namespaces"
-        return sorted(p.name for p in base.iterdir()) if base.exists() else []
-
-    def files(self, namespace: str) -> dict[str, bytes]:
-        """Stored path (`/chess_com/client.py`) -> content."""
-        base = self.root / "namespaces" / namespace / "files"
-        return {
-            "/" + p.relative_to(base).as_posix(): p.read_bytes()
-            for p in sorted(base.rglob("*"))
-            if p.is_file()
-        }
-
-    def flows(self, namespace: str) -> dict[str, str]:
-        base = self.root / "namespaces" / namespace / "flows"
-        return {p.stem: p.read_text() for p in sorted(base.glob("*.yml"))}
+    return resolve(basic.get("username")), resolve(basic.get("password"))
 
 
-def fake_cli(bin_dir: Path, store: Path, auth: str) -> Path:
-    """An executable standing in for /app/kestra that records into `store`."""
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    (store / "spool").mkdir(parents=True, exist_ok=True)
-    (store / "spool").chmod(0o777)
-    (store / "auth").write_text(auth)
-    (store / "auth").chmod(0o644)
-    cli = bin_dir / "kestra"
-    cli.write_text(fake_kestra_cli.CLIENT.replace("@STORE@", str(store)))
-    cli.chmod(0o755)
-    return cli
+# A pair Kestra's rule accepts (fake_kestra_api.save_errors): the committed Secret holds
+# placeholders, which Kestra refuses (no pair stored, every call 401).
+TEST_CREDENTIALS = ("ops@example.com", "Sync-Passw0rd")
+
+
+def with_credentials(
+    objects: list[dict[str, Any]], user: str, password: str
+) -> list[dict[str, Any]]:
+    """The rendered objects with the basic-auth Secret holding this pair (as after README
+    step 2): Kestra starts with it, the sync Job reads it."""
+    objects = copy.deepcopy(objects)
+    secret = find(objects, "Secret", "kestra-basic-auth")
+    secret.pop("data", None)
+    secret["stringData"] = {"username": user, "password": password}
+    return objects
 
 
 @dataclass
@@ -236,30 +258,37 @@ class Sync:
 
     result: subprocess.CompletedProcess[str]
     store: KestraStore
-    calls: list[list[str]]
-    error: str | None
 
     @property
     def ok(self) -> bool:
-        return self.result.returncode == 0 and self.error is None
+        return self.result.returncode == 0
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        return self.store.calls
+
+    @property
+    def error(self) -> str:
+        return self.result.stderr
 
 
-def run_sync(objects: list[dict[str, Any]], root: Path, job: dict[str, Any] | None = None) -> Sync:
-    """Run the sync Job of `objects` against a stand-in Kestra holding the basic-auth
-    Secret's credentials; the store may already hold files from an earlier sync."""
+def run_sync(
+    objects: list[dict[str, Any]],
+    root: Path,
+    job: dict[str, Any] | None = None,
+    store: KestraStore | None = None,
+) -> Sync:
+    """Run the sync Job of `objects` against Kestra's API. A new `store` is a Kestra started
+    with the credentials its pod gets from `objects`; pass one to sync into a Kestra that
+    already holds files (from an earlier sync) or started with other credentials."""
     job = job or find(objects, "Job", "pipelines-sync")
-    store = KestraStore(root / "kestra")
-    auth = secret_data(find(objects, "Secret", "kestra-basic-auth"))
-    cli = fake_cli(
-        root / "bin", store.root, f"{auth['username'].decode()}:{auth['password'].decode()}"
-    )
+    if store is None:
+        store = KestraStore()
+        store.start(*kestra_start_credentials(objects))
     pod = Pod.of_job(job, objects, root / "pod")
-    result = pod.run({"KESTRA_CLI": str(cli)})
-    try:
-        calls, error = fake_kestra_cli.apply(store.root), None
-    except fake_kestra_cli.ServerError as exc:
-        calls, error = [], str(exc)
-    return Sync(result, store, calls, error)
+    with fake_kestra_api.serve(store) as url:
+        result = pod.run({"KESTRA_URL": url, "SYNC_WAIT_S": "0"})
+    return Sync(result, store)
 
 
 # --- 4. an execution -----------------------------------------------------------------------
@@ -411,3 +440,139 @@ class Execution:
         task = self.task(task_id)
         lines = ["set -e", *task.get("beforeCommands", []), *task.get("commands", [])]
         return "\n".join(self.render(line) for line in lines)
+
+
+# --- 5. plugin types and plugin configuration -----------------------------------------------
+
+# Every plugin type the flows use -> the class that defines it (no alias: `kestra plugins
+# list` prints class names only). That kestra/kestra:v1.3.15 holds each of them is checked
+# against the image itself in the e2e workflow (tools/e2e/check_plugin_types.py on
+# `kestra plugins list --core`, cli/.../plugins/PluginListCommand.java +
+# core/.../plugins/RegisteredPlugin.java toString); offline, tests/kestra check this table
+# covers every type the flows use.
+PLUGIN_TYPES = {
+    "io.kestra.plugin.scripts.python.Commands": (
+        "kestra-io/plugin-scripts plugin-script-python/src/main/java/io/kestra/plugin/scripts/"
+        "python/Commands.java"
+    ),
+    "io.kestra.plugin.scripts.runner.docker.Docker": (
+        "kestra-io/kestra 1.3 script/src/main/java/io/kestra/plugin/scripts/runner/docker/"
+        "Docker.java (no alias)"
+    ),
+    "io.kestra.plugin.slack.notifications.SlackIncomingWebhook": (
+        "kestra-io/plugin-slack src/main/java/io/kestra/plugin/slack/notifications/"
+        "SlackIncomingWebhook.java (aliases io.kestra.plugin.notifications.slack."
+        "SlackIncomingWebhook, io.kestra.plugin.slack.SlackIncomingWebhook); plugin-slack 1.0.0 "
+        "had it as io.kestra.plugin.slack.SlackIncomingWebhook, so the image's plugin version "
+        "decides: the e2e check settles it"
+    ),
+    "io.kestra.plugin.core.trigger.Schedule": (
+        "kestra-io/kestra 1.3 core/src/main/java/io/kestra/plugin/core/trigger/Schedule.java"
+    ),
+}
+
+DOCKER_RUNNER = "io.kestra.plugin.scripts.runner.docker.Docker"
+# Docker.java: VOLUME_ENABLED_CONFIG, and the deprecated application property it falls back to.
+VOLUME_ENABLED = "volume-enabled"
+LEGACY_VOLUME_ENABLED = ("tasks", "scripts", "docker", "volume-enabled")
+
+
+def plugin_types(flow: dict[str, Any]) -> set[str]:
+    """Every `type` of a mapping anywhere in a flow (the e2e check's own reading)."""
+    return check_plugin_types.flow_types(flow)
+
+
+def plugin_configuration(objects: list[dict[str, Any]], plugin_type: str) -> dict[str, Any]:
+    """core/.../plugins/PluginConfigurations.getConfigurationByPluginType: the `values` of
+    every `kestra.plugins.configurations` entry whose type equals the plugin's, ignoring case,
+    merged in order (Docker has no alias to fall back to). The task runner gets its own
+    (DefaultRunContext.cloneForPlugin, called by CommandsWrapper for the runner)."""
+    kestra = find(objects, "HelmRelease", "kestra")["spec"]["values"]["configurations"]
+    entries = kestra["application"]["kestra"].get("plugins", {}).get("configurations") or []
+    merged: dict[str, Any] = {}
+    for entry in entries:
+        if str(entry.get("type", "")).lower() == plugin_type.lower():
+            merged.update(entry.get("values") or {})
+    return merged
+
+
+class TaskFailure(Exception):
+    """Kestra fails the task at run time (here: a ClassCastException in the runner)."""
+
+
+def docker_binds(task: dict[str, Any], objects: list[dict[str, Any]]) -> list[str]:
+    """The `volumes` the Docker task runner really binds (Docker.java configure()): only when
+    the runner's plugin configuration, else the legacy `kestra.tasks.scripts.docker.
+    volume-enabled` property, is true; otherwise they are dropped without an error. The value
+    is unboxed as a Boolean: a string ("true") fails the task."""
+    runner = task.get("taskRunner") or {}
+    if runner.get("type") != DOCKER_RUNNER or not runner.get("volumes"):
+        return []
+    enabled: Any = plugin_configuration(objects, DOCKER_RUNNER).get(VOLUME_ENABLED)
+    if enabled is None:
+        node: Any = find(objects, "HelmRelease", "kestra")["spec"]["values"]["configurations"]
+        node = node["application"].get("kestra", {})
+        for key in LEGACY_VOLUME_ENABLED:
+            node = node.get(key) if isinstance(node, dict) else None
+        # ApplicationContext.getProperty(..., Boolean.class) converts a string.
+        enabled = node.lower() == "true" if isinstance(node, str) else node
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TaskFailure(f"{VOLUME_ENABLED}: {enabled!r} is not a boolean (ClassCastException)")
+    return list(runner["volumes"]) if enabled else []
+
+
+def dropped_volumes(flow: dict[str, Any], objects: list[dict[str, Any]]) -> list[str]:
+    """Tasks whose Docker runner declares volumes the deployed Kestra would drop silently."""
+    problems = []
+    for task in [*flow.get("tasks", []), *flow.get("errors", []), *flow.get("finally", [])]:
+        declared = (task.get("taskRunner") or {}).get("volumes") or []
+        try:
+            bound = docker_binds(task, objects)
+        except TaskFailure as failure:
+            problems.append(f"{flow['id']}.{task['id']}: the task fails: {failure}")
+            continue
+        if declared and bound != declared:
+            problems.append(
+                f"{flow['id']}.{task['id']}: volumes {declared} are dropped: the Kestra "
+                f"HelmRelease does not set `{VOLUME_ENABLED}: true` for {DOCKER_RUNNER}"
+            )
+    return problems
+
+
+def deep_merge(a: Any, b: Any) -> Any:
+    """core/.../utils/MapUtils.deepMerge (mergeValues): maps merge key by key, `b` wins on
+    anything else; a null side yields the other; lists are `a` + the items of `b` not in `a`."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, dict) and isinstance(b, dict):
+        merged = dict(a)
+        for key, value in b.items():
+            merged[key] = deep_merge(merged.get(key), value)
+        return merged
+    if isinstance(a, list) and isinstance(b, list):
+        return [*a, *(item for item in b if item not in a)]
+    return b
+
+
+def apply_plugin_defaults(plugin: dict[str, Any], defaults: list[dict[str, Any]]) -> dict[str, Any]:
+    """core/.../services/PluginDefaultService.java defaults(): the defaults whose type equals
+    the plugin's or is a prefix of it, in order; a non-forced default only fills what the
+    plugin lacks (deepMerge(default, plugin)), a forced one overrides (deepMerge(plugin,
+    default))."""
+    result = plugin
+    for default in defaults:
+        kind = default["type"]
+        if plugin.get("type") != kind and not str(plugin.get("type", "")).startswith(kind):
+            continue
+        values = default.get("values") or {}
+        result = deep_merge(result, values) if default.get("forced") else deep_merge(values, result)
+    return result
+
+
+def global_plugin_defaults(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`kestra.plugins.defaults` of the Kestra HelmRelease (PluginGlobalDefaultConfiguration)."""
+    values = find(objects, "HelmRelease", "kestra")["spec"]["values"]
+    kestra = values["configurations"]["application"]["kestra"]
+    return list(kestra.get("plugins", {}).get("defaults") or [])

@@ -22,7 +22,11 @@ client that production uses, snowflake-connector-python 5.x (a Rust core):
   * a shared database in DB_DIR for every session, so one process's load is the next
     process's state, as on an account;
   * with --public-key, only key-pair logins whose JWT that key verifies (as the account's
-    RSA_PUBLIC_KEY would): a wrong key or passphrase fails the login as on Snowflake.
+    RSA_PUBLIC_KEY would): a wrong key or passphrase fails the login as on Snowflake;
+  * once an administrator ran the bootstrap in DB_DIR (run_on_fakesnow.py DB_DIR --admin
+    FILE, before the server starts), the account's rules (account.py): the login's user,
+    JWT (checked against that user's RSA_PUBLIC_KEY), role and warehouse, nothing created
+    on connect, and CURRENT_ROLE()/CURRENT_WAREHOUSE()/CURRENT_DATABASE() as granted.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import jwt
+import snowflake.connector.errors
 import uvicorn
 from sqlglot import Dialect
 from sqlglot.tokens import TokenType
@@ -94,6 +99,11 @@ child_results: OrderedDict[str, dict[str, Any]] = OrderedDict()
 MAX_CHILD_RESULTS = 10_000
 # fakesnow.server, imported by load_fakesnow() once the temp dir points into DB_DIR.
 fakesnow_server: ModuleType
+# The server's DB_DIR (account.json there: the account's rules apply) and, from shim.py,
+# the context through which a login reaches the connection fakesnow opens for it.
+DB_DIR: Path
+Account: Any
+PENDING_LOGIN: Any
 
 
 def split_statements(sql: str) -> list[str]:
@@ -131,13 +141,15 @@ def with_body(request: Request, body: dict[str, Any]) -> Request:
 public_key: Any = None
 
 
-def jwt_error(data: dict[str, Any]) -> str | None:
-    """Why a login's key-pair JWT is not valid for `public_key` (None: it is), checked as
-    Snowflake does: RS256 signature, `sub` = ACCOUNT.USER, not expired."""
+def jwt_error(data: dict[str, Any], key: Any = None) -> str | None:
+    """Why a login's key-pair JWT is not valid for `key` (default: --public-key; None: it
+    is), checked as Snowflake does: RS256 signature, `sub` = ACCOUNT.USER, not expired."""
     if data.get("AUTHENTICATOR") != "SNOWFLAKE_JWT":
         return f"authenticator {data.get('AUTHENTICATOR')!r} is not SNOWFLAKE_JWT"
+    if key is None and public_key is None:
+        return "the user has no RSA_PUBLIC_KEY"
     try:
-        claims = jwt.decode(data.get("TOKEN") or "", public_key, algorithms=["RS256"])
+        claims = jwt.decode(data.get("TOKEN") or "", key or public_key, algorithms=["RS256"])
     except jwt.PyJWTError as exc:
         return f"JWT not valid for the registered public key ({type(exc).__name__})"
     user = f"{data.get('ACCOUNT_NAME', '')}.{data.get('LOGIN_NAME', '')}".upper()
@@ -146,7 +158,36 @@ def jwt_error(data: dict[str, Any]) -> str | None:
     return None
 
 
+def refused(code: int, message: str) -> JSONResponse:
+    return JSONResponse({"data": None, "code": f"{code:06d}", "message": message, "success": False})
+
+
 async def login(request: Request) -> Response:
+    account = Account.load(DB_DIR)
+    if account is not None:
+        data = (await read_json(request)).get("data") or {}
+        jwt_login = data.get("AUTHENTICATOR") == "SNOWFLAKE_JWT"
+        key = account.public_key(data.get("LOGIN_NAME"))
+        pending = {
+            "user": data.get("LOGIN_NAME"),
+            "role": request.query_params.get("roleName"),
+            "warehouse": request.query_params.get("warehouse"),
+            "password": not jwt_login,
+            "key_error": (jwt_error(data, key) if key else "no RSA_PUBLIC_KEY")
+            if jwt_login
+            else None,
+        }
+        if pending["key_error"]:
+            print(f"login rejected: {pending['key_error']}", file=sys.stderr, flush=True)
+        token = PENDING_LOGIN.set(pending)
+        try:
+            response = await fakesnow_server.login_request(request)
+        except snowflake.connector.errors.DatabaseError as exc:
+            print(f"login refused: {exc.errno} {exc.msg}", file=sys.stderr, flush=True)
+            return refused(exc.errno, exc.msg)
+        finally:
+            PENDING_LOGIN.reset(token)
+        return with_master_token(response)
     if public_key is not None:
         error = jwt_error((await read_json(request)).get("data") or {})
         if error:
@@ -159,7 +200,10 @@ async def login(request: Request) -> Response:
                     "success": False,
                 }
             )
-    response = await fakesnow_server.login_request(request)
+    return with_master_token(await fakesnow_server.login_request(request))
+
+
+def with_master_token(response: Response) -> Response:
     body = json.loads(bytes(response.body))
     token = body["data"]["token"]
     # Token lifetimes as Snowflake's defaults (4 h session, 4 h master); fakesnow never expires.
@@ -260,6 +304,9 @@ async def bucket_object(request: Request) -> Response:
         bucket_metadata[path] = {
             k: v for k, v in request.headers.items() if k.lower().startswith("x-goog-meta-")
         }
+        # What went up, for the tests: dlt REMOVEs each file once loaded (keep_staged_files).
+        with (DB_DIR / "stage_uploads.log").open("a") as log:
+            log.write(path + "\n")
     return response
 
 
@@ -280,11 +327,15 @@ def load_fakesnow(db_dir: Path) -> FakeSnowInstance:
     from fakesnow.transforms import stage
 
     sys.path.insert(0, str(HERE))
+    import account
+    import shim
     from shim import install_sql_shims, rewrite
 
+    global DB_DIR, Account, PENDING_LOGIN
+    DB_DIR, Account, PENDING_LOGIN = db_dir, account.Account, shim.PENDING_LOGIN
     assert Path(stage.LOCAL_BUCKET_PATH).is_relative_to(db_dir), stage.LOCAL_BUCKET_PATH
     fakesnow_server = fakesnow.server
-    install_sql_shims()
+    install_sql_shims(db_dir)
     # fakesnow decides a statement's type (and so its result shape) before running it: let it
     # see the rewritten SQL the shim runs.
     parse_one = fakesnow_server.parse_one

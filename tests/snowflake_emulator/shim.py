@@ -1,21 +1,37 @@
 """Small patches over fakesnow 0.12.1 gaps that dlt's Snowflake destination runs into.
 
 Each fixes how fakesnow parses a statement or argument that real Snowflake accepts; none
-changes what the pipeline does. They apply only inside this test lane.
+changes what the pipeline does. They apply only inside this test lane. Besides:
+  * every statement is logged as sent ($FAKESNOW_SQL_LOG, JSON lines), so tests check the
+    SQL itself (fakesnow reports any tz-aware column as TIMESTAMP_TZ, whatever the DDL said);
+  * session query tags are read as Snowflake reads the literal (literals.py) and logged
+    ($FAKESNOW_QUERY_TAG_LOG); a malformed literal fails the statement, as on Snowflake;
+  * REMOVE deletes staged files (fakesnow has no REMOVE);
+  * with an account (account.py, DB_DIR/account.json from the bootstrap) the connection is
+    strict: the login is checked, nothing is created on connect, CREATE SCHEMA needs its
+    grant, and CURRENT_ROLE()/CURRENT_WAREHOUSE()/CURRENT_DATABASE() answer as granted.
+    Without one, those functions answer what the connection asked for.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import threading
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 import fakesnow.conn
 import fakesnow.copy_into
 import fakesnow.cursor
+import snowflake.connector.errors
 import sqlglot
+from account import Account, AccountError, Session
+from fakesnow.transforms import stage
+from literals import decode, read_literal
 
 
 def _unqualified_schema(schema: str | None) -> str | None:
@@ -26,11 +42,86 @@ def _unqualified_schema(schema: str | None) -> str | None:
     return schema.strip('"') if schema else schema
 
 
+# The lane's DB_DIR (install_sql_shims): where DB_DIR/account.json makes the emulator strict.
+DB_DIR: Path | None = None
+# serve.py's login, for the connection fakesnow's login_request opens in the same request:
+# {"user", "role", "warehouse", "password": bool, "key_error": str | None}.
+PENDING_LOGIN: ContextVar[dict[str, Any] | None] = ContextVar("pending_login", default=None)
+
+
+def _login_of(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """An in-process login (snowflake.connector.connect's kwargs, as dlt passes them)."""
+    key = kwargs.get("private_key")
+    return {
+        "user": kwargs.get("user"),
+        "role": kwargs.get("role"),
+        "warehouse": kwargs.get("warehouse"),
+        "password": key is None,
+        "private_key": key,
+    }
+
+
+def _key_error(account: Account, login: dict[str, Any]) -> str | None:
+    """In process there is no JWT: compare the private key's public half with the user's
+    RSA_PUBLIC_KEY (what verifying the JWT's signature establishes)."""
+    if "key_error" in login:
+        return login["key_error"]
+    from cryptography.hazmat.primitives import serialization as s
+
+    registered = account.public_key(login["user"])
+    key = login.get("private_key")
+    if registered is None or key is None:
+        return "no key"
+    if isinstance(key, str):
+        private = s.load_pem_private_key(key.encode(), None)
+    elif isinstance(key, bytes):
+        private = s.load_der_private_key(key, None)
+    else:
+        private = key
+    public = private.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo)
+    same = public.decode().split() == registered.split()
+    return None if same else "the private key is not the pair of the user's RSA_PUBLIC_KEY"
+
+
 def _patch_connect_schema() -> None:
     original = fakesnow.conn.FakeSnowflakeConnection.__init__
 
     def init(self: Any, duck_conn: Any, results_cache: Any, database: Any = None,
              schema: Any = None, *args: Any, **kwargs: Any) -> None:  # fmt: skip
+        account = Account.load(DB_DIR) if DB_DIR else None
+        login = PENDING_LOGIN.get() or _login_of(kwargs)
+        wanted = database and database.strip('"').upper()
+        if login.get("admin"):  # an administrator's session (run_on_fakesnow --admin/--query)
+            if account is not None:
+                kwargs["create_database"] = (
+                    bool(wanted) and (Path(DB_DIR) / f"{wanted}.db").exists()
+                )
+                kwargs["create_schema"] = False
+            account, session = None, None
+        elif account is not None:
+            # Strict: nothing is created on connect; a database exists if CREATE DATABASE
+            # made its file (fakesnow attaches it only when told it may create it).
+            exists = bool(wanted) and (Path(DB_DIR) / f"{wanted}.db").exists()
+            kwargs["create_database"] = exists
+            kwargs["create_schema"] = False
+            try:
+                session = account.login(
+                    login["user"], role=login["role"], warehouse=login["warehouse"],
+                    database=database, database_exists=exists, password=login["password"],
+                    key_error=None if login["password"] else _key_error(account, login),
+                )  # fmt: skip
+            except AccountError as exc:
+                raise snowflake.connector.errors.DatabaseError(
+                    msg=exc.message, errno=exc.errno, sqlstate=exc.sqlstate
+                ) from None
+        else:
+            upper = lambda v: v and v.strip('"').upper()  # noqa: E731
+            session = Session(
+                upper(login["user"] or ""), upper(login["role"]) or "PUBLIC",
+                upper(login["warehouse"]), wanted or None,
+            )  # fmt: skip
+        self._fs_account = account
+        self._fs_session = session
         original(
             self, duck_conn, results_cache, database, _unqualified_schema(schema), *args, **kwargs
         )
@@ -55,9 +146,14 @@ def _patch_destination_capabilities() -> None:
     dlt.destinations.snowflake = snowflake  # type: ignore[misc]
 
 
-QUERY_TAG = re.compile(
-    r"^\s*ALTER SESSION (UN)?SET QUERY_TAG(\s*=\s*'(?P<tag>.*)')?\s*;?\s*$", re.I | re.S
+QUERY_TAG = re.compile(r"^\s*ALTER SESSION (?P<unset>UN)?SET QUERY_TAG\b(?P<rest>.*)$", re.I | re.S)
+CURRENT = re.compile(r"\bCURRENT_(?P<what>ROLE|WAREHOUSE|DATABASE)\s*\(\s*\)", re.I)
+CREATE_SCHEMA = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TRANSIENT\s+)?SCHEMA\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r'(?P<name>(?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)',
+    re.I,
 )
+REMOVE = re.compile(r"^\s*(?:REMOVE|RM)\s+(?P<target>'.*'|@\S+)\s*;?\s*$", re.I | re.S)
 
 
 # PUT 'file://...' '@"SCHEMA"."%TABLE"/"load_id"': Snowflake takes the stage as a quoted
@@ -81,20 +177,107 @@ def rewrite(command: str) -> str:
     return MATCH_BY.sub(r"MATCH_BY_COLUMN_NAME = \1", command)
 
 
+def query_tag_value(command: str) -> str | None:
+    """The tag an `ALTER SESSION SET QUERY_TAG = '…'` gives the session, read as Snowflake
+    reads the literal (literals.py: `\\"` is `"`, `''` is `'`); None for UNSET. ValueError
+    if the statement is not well-formed (an unbalanced quote ends the literal early)."""
+    match = QUERY_TAG.match(command)
+    if match is None:
+        raise ValueError("not a QUERY_TAG statement")
+    if match.group("unset"):
+        return None
+    rest = match.group("rest")
+    equals = re.match(r"\s*=\s*", rest)
+    if not equals:
+        raise ValueError(f"QUERY_TAG without a value: {command!r}")
+    value, end = read_literal(rest, equals.end())
+    if rest[end:].strip().rstrip(";").strip():
+        raise ValueError(f"text after the QUERY_TAG literal: {rest[end:]!r}")
+    return value
+
+
+_LOG_LOCK = threading.Lock()  # dlt loads from several threads: one line at a time
+
+
+def _log(variable: str, line: str) -> None:
+    path = os.environ.get(variable)
+    if path:
+        with _LOG_LOCK, open(path, "a") as out:
+            out.write(line + "\n")
+
+
+def _current(session: Session | None, command: str) -> str:
+    """CURRENT_ROLE()/CURRENT_WAREHOUSE()/CURRENT_DATABASE() as the session has them
+    (fakesnow answers DuckDB's user and catalog, and has no CURRENT_WAREHOUSE)."""
+    if session is None:
+        return command
+
+    def value(match: re.Match[str]) -> str:
+        found = getattr(session, match.group("what").lower())
+        return "CAST(NULL AS VARCHAR)" if found is None else "'" + found.replace("'", "''") + "'"
+
+    return CURRENT.sub(value, command)
+
+
+def _remove(cursor: Any, command: str) -> str:
+    """REMOVE '@"S"."%T"/"path"' (https://docs.snowflake.com/en/sql-reference/sql/remove):
+    delete the files of that stage under the path prefix; fakesnow has no REMOVE. Returns the
+    statement that gives Snowflake's result (one row per file: name, result)."""
+    target = REMOVE.match(command).group("target")  # type: ignore[union-attr]
+    location = decode(target) if target.startswith("'") else target
+    stage_ref, _, path = location.removeprefix("@").partition("/")
+    conn = cursor._conn
+    catalog, schema, stage_name = stage.parts_from_var(stage_ref, conn.database, conn._schema)
+    root = Path(stage.internal_dir(f"{catalog}.{schema}.{stage_name}"))
+    prefix = "/".join(part.strip('"') for part in path.split("/")) if path else ""
+    removed = []
+    if root.is_dir():
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = file.relative_to(root).as_posix()
+            if relative.startswith(prefix):
+                file.unlink()
+                removed.append(relative)
+    if not removed:
+        return "SELECT 'x' AS \"name\", 'removed' AS \"result\" WHERE FALSE"
+    rows = " UNION ALL ".join(
+        f"SELECT '{name.replace(chr(39), chr(39) * 2)}' AS \"name\", 'removed' AS \"result\""
+        for name in removed
+    )
+    return rows
+
+
 def _patch_execute() -> None:
-    # fakesnow does not implement session query tags: accept them, and append each tag to
-    # $FAKESNOW_QUERY_TAG_LOG so tests can check what a DBA would see in QUERY_HISTORY.
+    # fakesnow does not implement session query tags: accept them, and append each tag (as
+    # Snowflake would store it) to $FAKESNOW_QUERY_TAG_LOG, for what a DBA would see in
+    # QUERY_HISTORY. $FAKESNOW_SQL_LOG gets every statement as sent (JSON lines), so tests
+    # check the SQL itself (e.g. the DDL's types) rather than what fakesnow makes of it.
     original = fakesnow.cursor.FakeSnowflakeCursor.execute
 
     def execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
-        match = QUERY_TAG.match(command)
-        if not match:
-            return original(self, rewrite(command), *args, **kwargs)
-        log = os.environ.get("FAKESNOW_QUERY_TAG_LOG")
-        if log and match.group("tag") is not None:
-            with open(log, "a") as out:
-                out.write(match.group("tag") + "\n")
-        return original(self, "SELECT 'Statement executed successfully.' AS status")
+        _log("FAKESNOW_SQL_LOG", json.dumps({"sql": command}))
+        session: Session | None = getattr(self._conn, "_fs_session", None)
+        account: Account | None = getattr(self._conn, "_fs_account", None)
+        if QUERY_TAG.match(command):
+            try:
+                tag = query_tag_value(command)
+            except ValueError as exc:
+                raise snowflake.connector.errors.ProgrammingError(
+                    msg=f"SQL compilation error: {exc}", errno=1003, sqlstate="42000"
+                ) from None
+            if tag is not None:
+                _log("FAKESNOW_QUERY_TAG_LOG", tag.replace("\n", "\\n"))
+            return original(self, "SELECT 'Statement executed successfully.' AS status")
+        if REMOVE.match(command):
+            return original(self, _remove(self, command))
+        if account is not None and session is not None and (match := CREATE_SCHEMA.match(command)):
+            parts = match.group("name").split(".")
+            database = parts[0].strip('"') if len(parts) == 2 else (self._conn.database or "")
+            error = account.create_schema_error(session, database.upper())
+            if error is not None:
+                raise snowflake.connector.errors.ProgrammingError(
+                    msg=error.message, errno=error.errno, sqlstate=error.sqlstate
+                )
+        return original(self, rewrite(_current(session, command)), *args, **kwargs)
 
     fakesnow.cursor.FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
 
@@ -180,13 +363,16 @@ def _json_path(key: str) -> str:
     return "'$.\"" + key.replace("'", "''").replace('"', '\\"') + "\"'"
 
 
-def install_sql_shims() -> None:
-    """The SQL-side fixes alone: what fakesnow's server needs (serve.py); the client is real."""
+def install_sql_shims(db_dir: Path | None = None) -> None:
+    """The SQL-side fixes alone: what fakesnow's server needs (serve.py); the client is real.
+    `db_dir`: the lane's DB_DIR, whose account.json (account.py) makes the emulator strict."""
+    global DB_DIR
+    DB_DIR = Path(db_dir) if db_dir else None
     _patch_connect_schema()
     _patch_execute()
     _patch_json_match_by_column_name()
 
 
-def install_shims() -> None:
-    install_sql_shims()
+def install_shims(db_dir: Path | None = None) -> None:
+    install_sql_shims(db_dir)
     _patch_destination_capabilities()

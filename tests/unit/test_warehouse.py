@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import dlt
 import pytest
@@ -32,6 +33,45 @@ def test_deprecated_view_is_the_new_one_under_its_old_name() -> None:
     assert deprecated_view_sql("chess") == (
         "CREATE OR REPLACE VIEW chess.player_games AS SELECT * FROM chess.games_by_player"
     )
+
+
+@pytest.mark.parametrize("make_sql", [games_by_player_sql, deprecated_view_sql])
+def test_on_snowflake_a_replaced_view_keeps_its_grants(make_sql: Any) -> None:
+    """COPY GRANTS where Snowflake's CREATE VIEW syntax has it, before AS
+    (https://docs.snowflake.com/en/sql-reference/sql/create-view#syntax): sqlglot's Snowflake
+    grammar reads it as the view's CopyGrantsProperty. DuckDB's SQL has none (it has no
+    such clause): the DuckDB e2e tests run that SQL."""
+    import sqlglot
+    from sqlglot import exp
+
+    snowflake = make_sql('"CHESS"', copy_grants=True)
+    assert " COPY GRANTS AS" in snowflake.splitlines()[0]
+    view = sqlglot.parse_one(snowflake, read="snowflake")
+    assert isinstance(view, exp.Create) and view.args["kind"] == "VIEW"
+    properties = view.args["properties"].expressions
+    assert [type(p) for p in properties] == [exp.CopyGrantsProperty]
+    assert "COPY GRANTS" not in make_sql("chess")
+
+
+def test_the_duckdb_view_sql_runs_on_duckdb(tmp_path: Path) -> None:
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA chess")
+        columns = ", ".join(
+            f"{side}__{field} TEXT"
+            for side in ("white", "black")
+            for field in ("username", "result", "rating")
+        )
+        conn.execute(
+            f"CREATE TABLE chess.{GAMES_TABLE} ({columns}, time_class TEXT, time_control TEXT, "
+            "rules TEXT, rated BOOLEAN, end_time TIMESTAMPTZ, url TEXT, uuid TEXT)"
+        )
+        conn.execute(f"CREATE TABLE chess.{ARCHIVES_TABLE} (player TEXT)")
+        conn.execute(games_by_player_sql("chess"))
+        conn.execute(deprecated_view_sql("chess"))
+        conn.execute(games_by_player_sql("chess"))  # replaced, as on every run
+        assert conn.execute(f"SELECT count(*) FROM chess.{DEPRECATED_VIEW}").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("name", [VIEW, DEPRECATED_VIEW])

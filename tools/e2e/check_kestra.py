@@ -1,12 +1,16 @@
 """Check a deployed Kestra against what git says should be there, through Kestra's API.
 
-    KESTRA_USER=... KESTRA_PASSWORD=... check_kestra.py URL PLAN_JSON FILES_ROOT
+    KESTRA_USER=... KESTRA_PASSWORD=... check_kestra.py URL PLAN_JSON FILES_ROOT [--no-run]
 
 PLAN_JSON is `python tools/manifests.py plan` ({"namespaces": {ns: {"flows": [id...],
 "files": ["/path"...]}}}); FILES_ROOT is the directory the namespace files come from
 (pipelines/dlt). For every namespace: exactly the planned flows exist, exactly the planned
-namespace files exist with the content of git, and every flow accepts an execution that
-the executor then starts (it may fail later: CI has no Snowflake). Standard library only.
+namespace files exist with the content of git, and every flow, started with its Schedule's
+inputs, ends in SUCCESS (the e2e cluster serves the fake Chess.com API and the Snowflake
+emulator, k8s/infrastructure/ci; tools/e2e/check_games.py then checks what landed). On
+another end state the task runs and the execution's last log lines are printed.
+--no-run checks the API, the flows and the files only (after a credentials rotation).
+Standard library only.
 
 API paths are Kestra 1.3's (source of 1.3.25, GitHub binhth-vuejx/kestra-1.3.25, in
 webserver/src/main/java/io/kestra/webserver/controllers/api/; the same in Mattlk13/kestra),
@@ -21,6 +25,9 @@ tenant `main` in open-source Kestra:
   ExecutionController     POST /api/v1/{tenant}/executions/{namespace}/{id}  multipart
                                inputs, answers the new execution (state CREATED)
                           GET  /api/v1/{tenant}/executions/{executionId}
+  LogController           GET  /api/v1/{tenant}/logs/{executionId}?minLevel=INFO
+core/.../models/flows/State.java: an execution is over when its state isTerminated()
+(SUCCESS, WARNING, FAILED, KILLED, CANCELLED, RETRIED, SKIPPED, RESUBMITTED).
 Credentials come from the environment, never from arguments, and are never printed.
 """
 
@@ -39,9 +46,19 @@ from pathlib import Path
 from typing import Any
 
 SCHEDULE = "io.kestra.plugin.core.trigger.Schedule"
-# An execution the executor has taken up, or a task run a worker has taken up, is no
-# longer CREATED (core State.Type).
-NOT_STARTED = {"CREATED"}
+# State.Type.isTerminated() (core/.../models/flows/State.java, Kestra 1.3).
+TERMINATED = {
+    "SUCCESS",
+    "WARNING",
+    "FAILED",
+    "KILLED",
+    "CANCELLED",
+    "RETRIED",
+    "SKIPPED",
+    "RESUBMITTED",
+}
+POLL_S = float(os.environ.get("KESTRA_POLL_S", "10"))
+LOG_LINES = 60
 
 
 class CheckFailed(Exception):
@@ -158,7 +175,19 @@ def schedule_inputs(flow: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def check_execution_starts(api: Api, flow: dict[str, Any], timeout: float) -> str:
+def last_logs(api: Api, execution_id: str) -> list[str]:
+    status, body = api.request("GET", f"/logs/{quote(execution_id)}", {"minLevel": "INFO"})
+    if status != 200:
+        return [f"(logs: HTTP {status})"]
+    entries = json.loads(body)
+    return [f"{e.get('taskId') or '-'} {e.get('level')} {e.get('message')}" for e in entries][
+        -LOG_LINES:
+    ]
+
+
+def check_execution_succeeds(api: Api, flow: dict[str, Any], timeout: float) -> str:
+    """Start the flow as its Schedule does and wait for the end: SUCCESS or a failure
+    naming the state, the task runs and the last log lines."""
     namespace, flow_id = flow["namespace"], flow["id"]
     inputs = schedule_inputs(flow)
     body, content_type = multipart(inputs) if inputs else (None, None)
@@ -166,27 +195,38 @@ def check_execution_starts(api: Api, flow: dict[str, Any], timeout: float) -> st
     status, answer = api.request("POST", path, body=body, content_type=content_type)
     if status != 200:
         raise CheckFailed(f"POST {path}: HTTP {status}: {answer[:300]!r}")
-    execution = json.loads(answer)
-    execution_id = execution["id"]
+    execution_id = json.loads(answer)["id"]
     print(f"ok execution {execution_id} of {namespace}.{flow_id} created")
     deadline = time.monotonic() + timeout
     while True:
         current = api.json(f"/executions/{quote(execution_id)}")
         state = current["state"]["current"]
         tasks = {t["taskId"]: t["state"]["current"] for t in current.get("taskRunList") or []}
-        # The executor made a task run and a worker took it (its state moved on).
-        if state not in NOT_STARTED and set(tasks.values()) - NOT_STARTED:
-            print(f"ok execution {execution_id} started: {state}, task runs {tasks}")
+        if state == "SUCCESS":
+            print(f"ok execution {execution_id}: SUCCESS, task runs {tasks}")
             return state
-        if time.monotonic() > deadline:
-            raise CheckFailed(
-                f"execution {execution_id} of {namespace}.{flow_id} not started after "
-                f"{timeout:.0f}s: state {state}, task runs {tasks}"
+        if state in TERMINATED or time.monotonic() > deadline:
+            what = (
+                f"ended {state}"
+                if state in TERMINATED
+                else f"not over after {timeout:.0f}s: {state}"
             )
-        time.sleep(5)
+            logs = "\n  ".join(last_logs(api, execution_id))
+            raise CheckFailed(
+                f"execution {execution_id} of {namespace}.{flow_id} {what}, task runs {tasks}; "
+                f"last logs:\n  {logs}"
+            )
+        time.sleep(POLL_S)
 
 
-def check(api: Api, plan: dict[str, Any], root: Path, start_timeout: float) -> None:
+def check(
+    api: Api,
+    plan: dict[str, Any],
+    root: Path,
+    start_timeout: float,
+    run_timeout: float,
+    run: bool = True,
+) -> None:
     namespaces = plan["namespaces"]
     if not namespaces:
         raise CheckFailed("the plan has no namespace: nothing was deployed")
@@ -194,10 +234,13 @@ def check(api: Api, plan: dict[str, Any], root: Path, start_timeout: float) -> N
     for namespace, wanted in namespaces.items():
         check_files(api, namespace, wanted["files"], root)
         for flow in check_flows(api, namespace, wanted["flows"]):
-            check_execution_starts(api, flow, timeout=start_timeout)
+            if run:
+                check_execution_succeeds(api, flow, timeout=run_timeout)
 
 
 def main(argv: list[str]) -> int:
+    run = "--no-run" not in argv
+    argv = [a for a in argv if a != "--no-run"]
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
@@ -208,9 +251,10 @@ def main(argv: list[str]) -> int:
         return 2
     api = Api(url, os.environ.get("KESTRA_TENANT", "main"), user, password)
     plan = json.loads(Path(plan_file).read_text())
-    timeout = float(os.environ.get("KESTRA_START_TIMEOUT", "600"))
+    start_timeout = float(os.environ.get("KESTRA_START_TIMEOUT", "600"))
+    run_timeout = float(os.environ.get("KESTRA_RUN_TIMEOUT", "1800"))
     try:
-        check(api, plan, Path(root), timeout)
+        check(api, plan, Path(root), start_timeout, run_timeout, run)
     except CheckFailed as err:
         print(f"FAILED: {err}", file=sys.stderr)
         return 1

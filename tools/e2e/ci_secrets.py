@@ -1,7 +1,10 @@
 """Throwaway secrets for a test deployment: an age key and test values for the Secrets.
 
     ci_secrets.py keygen IDENTITY_FILE   write a new age identity (0600), print its recipient
-    ci_secrets.py fill TREE              replace the placeholders of TREE's Secret files
+    ci_secrets.py fill TREE [VALUES_DIR|-] [FILE...]
+                                         replace the placeholders of TREE's Secret files (or
+                                         of FILE... only): a key's value is VALUES_DIR/<key>
+                                         when that file exists, else a generated test value
 
 Used by the e2e workflow (.github/workflows/e2e.yml) and by tests/k8s/test_sops.py, which
 then run the README's `sops --encrypt --in-place` (tools/e2e/encrypt-secrets.sh). `fill`
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import os
 import re
 import secrets
@@ -22,6 +26,7 @@ import sys
 from pathlib import Path
 
 import pyrage
+import yaml
 
 # The Secret files README "Deploy with Flux → 2. Secrets" asks to fill and encrypt.
 SECRET_FILES = "k8s/infrastructure/production/*.sops.yaml"
@@ -55,9 +60,21 @@ def test_value(key: str) -> str:
     return f"Ci-{secrets.token_urlsafe(18)}-9a"
 
 
-def fill(tree: Path) -> list[Path]:
-    """Replace every placeholder value in TREE's Secret files; return the files changed."""
+def yaml_scalar(value: str) -> str:
+    """A YAML scalar for the value: as is when YAML reads it back unchanged, else a
+    double-quoted string (JSON's escapes are YAML's), e.g. a multi-line PEM key."""
+    if value and "\n" not in value and yaml.safe_load(f"k: {value}") == {"k": value}:
+        return value
+    return json.dumps(value)
+
+
+def fill(tree: Path, values: Path | None = None, only: list[str] | None = None) -> list[Path]:
+    """Replace every placeholder value in TREE's Secret files (those named in `only`, if
+    given); a key's value comes from `values`/<key> when that file exists (the e2e job's real
+    key pair, an emulator's account), else test_value. Return the files changed."""
     files = sorted(tree.glob(SECRET_FILES))
+    if only:
+        files = [f for f in files if f.name in only]
     if not files:
         raise SystemExit(f"error: no {SECRET_FILES} under {tree}")
     for file in files:
@@ -67,10 +84,11 @@ def fill(tree: Path) -> list[Path]:
             match = ENTRY.match(line.rstrip("\n"))
             if not match:
                 continue
-            value = test_value(match["key"])
+            given = values / match["key"] if values else None
+            value = given.read_text() if given and given.is_file() else test_value(match["key"])
             if match["value"] == PLACEHOLDER_B64:
                 value = base64.b64encode(value.encode()).decode()
-            lines[i] = f"{match['indent']}{match['key']}: {value}\n"
+            lines[i] = f"{match['indent']}{match['key']}: {yaml_scalar(value)}\n"
             filled += 1
         if not filled:
             raise SystemExit(f"error: {file} has no {PLACEHOLDER} placeholder to fill")
@@ -82,8 +100,9 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "keygen":
         print(keygen(Path(argv[1])))
         return 0
-    if len(argv) == 2 and argv[0] == "fill":
-        for file in fill(Path(argv[1])):
+    if len(argv) >= 2 and argv[0] == "fill":
+        values = Path(argv[2]) if len(argv) > 2 and argv[2] != "-" else None
+        for file in fill(Path(argv[1]), values, argv[3:] or None):
             print(f"filled {file}", file=sys.stderr)
         return 0
     print(__doc__, file=sys.stderr)

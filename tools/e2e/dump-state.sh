@@ -19,7 +19,7 @@ done
 section "pods"
 kubectl get pods -A -o wide
 end
-for ns in kestra cnpg-system; do
+for ns in kestra cnpg-system chess-e2e; do
   for pod in $(kubectl -n "$ns" get pods -o name); do
     section "logs ${ns}/${pod}"
     kubectl -n "$ns" describe "$pod" | tail -n 40

@@ -4,7 +4,10 @@
 # "Deploy with Flux -> 2. Secrets" done by the job. The age identity is written to
 # IDENTITY_FILE (0600) for the cluster's `sops-age` Secret; it never leaves the runner.
 #
-#   tools/e2e/make-source.sh SOURCE_DIR IDENTITY_FILE
+#   tools/e2e/make-source.sh SOURCE_DIR IDENTITY_FILE [VALUES_DIR]
+#
+# VALUES_DIR (tools/e2e/e2e_values.py) holds the values a generated test value cannot stand
+# in for (the emulated Snowflake account's user and key pair, ...), one file per key.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,5 +24,5 @@ export SOPS=${SOPS:-${sops_binaries[0]}}
 mkdir -p "$source_dir"
 git archive --format=tar HEAD | tar -x -C "$source_dir"
 recipient=$("$python" tools/e2e/ci_secrets.py keygen "$identity")
-"$python" tools/e2e/ci_secrets.py fill "$source_dir"
+"$python" tools/e2e/ci_secrets.py fill "$source_dir" "${3:--}"
 tools/e2e/encrypt-secrets.sh "$source_dir" "$recipient"

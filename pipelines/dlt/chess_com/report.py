@@ -6,6 +6,7 @@ loads, rows per table and step times itself and asks the report for the rest.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -222,6 +223,10 @@ class RunReport:
             Metric("games_loaded", self.games),
             Metric("players_failed", len(self.failures)),
             Metric("requests", self.requests.total),
+            *(
+                Metric("requests_by_status", n, {"status": str(status)})
+                for status, n in sorted(self.requests.by_status.items())
+            ),
             Metric("values_kept_apart", sum(self.kept_apart.values())),
         ]
 
@@ -236,6 +241,19 @@ class RunReport:
     @property
     def unsettled_players(self) -> list[str]:
         return [p for p in self.players if p in self.unsettled and p not in self.failures]
+
+    def history(self) -> dict[str, Any]:
+        """This run's columns of its `_pipeline_runs` row (pipeline_runner.history)."""
+        by_status = {str(k): v for k, v in sorted(self.requests.by_status.items())}
+        return {
+            "players_ok": 0 if self.aborted_load else len(self.loaded_players),
+            "players_failed": len(self.failures),
+            "players_failed_json": json.dumps({p: "; ".join(r) for p, r in self.failures.items()}),
+            "games_loaded": 0 if self.aborted_load else self.games,
+            "requests": self.requests.total,
+            "requests_json": json.dumps(by_status),
+            "values_kept_apart": sum(self.kept_apart.values()),
+        }
 
     def as_dict(self) -> dict[str, Any]:
         """Machine-readable summary (the script's --summary-json, Kestra outputs)."""

@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import dlt
@@ -29,6 +30,7 @@ from .destination import (
     make_destination,
     missing_tables,
 )
+from .history import RUNS_TABLE, record_run, run_row
 from .redact import redact_url
 from .refresh import mark_refresh, pending_refresh
 from .schema_changes import data_tables
@@ -186,6 +188,7 @@ class _Runner:
 
     def execute(self, source: DltSource, directory: Any) -> int:
         started = time.perf_counter()
+        started_at = datetime.now(UTC)
         execution_id = env_value("KESTRA_EXECUTION_ID")
         pipeline = dlt.pipeline(
             pipeline_name=self.name,
@@ -227,7 +230,27 @@ class _Runner:
         if execution_id:
             self.summary.report_to_kestra(self.report)
         failed = not self.summary.ok or bool(_ask(self.report, "failed", False))
-        return self.stop.exit_code or (EXIT_FAILED if failed else EXIT_OK)
+        code = self.stop.exit_code or (EXIT_FAILED if failed else EXIT_OK)
+        if self.synced:  # the destination answered: the run goes into its history
+            self._record_history(pipeline, code, started_at, execution_id)
+        return code
+
+    def _record_history(
+        self, pipeline: dlt.Pipeline, code: int, started_at: datetime, execution_id: str | None
+    ) -> None:
+        row = run_row(
+            pipeline_name=self.name,
+            summary=self.summary,
+            source_columns=_ask(self.report, "history", {}),
+            exit_code=code,
+            started_at=started_at,
+            ended_at=datetime.now(UTC),
+            execution_id=execution_id,
+        )
+        try:
+            record_run(pipeline, row, LOADER_FILE_FORMAT)
+        except Exception as exc:  # monitoring, not data: the run's outcome stands
+            logger.warning("run history not written to %s: %s", RUNS_TABLE, essence(str(exc)))
 
     def _go(self) -> bool:
         """False once SIGTERM/SIGINT asked the run to stop: nothing new starts."""

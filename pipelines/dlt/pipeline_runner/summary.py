@@ -63,6 +63,11 @@ class SourceReport(Protocol):
         that load was not committed (and is fetched again next run)."""
         ...
 
+    def history(self) -> dict[str, Any]:
+        """The pipeline's own columns of its row in `_pipeline_runs` (flat values: e.g.
+        players ok and failed, requests by status as JSON text)."""
+        ...
+
     def stop(self) -> None:
         """Told on SIGTERM/SIGINT, from the signal handler (set flags only): request
         nothing more; what was already fetched is loaded, the rest is left for the next
