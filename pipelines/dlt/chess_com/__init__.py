@@ -256,22 +256,26 @@ def _fetch_players(
             yield player, fetched, shaped
 
 
-def _placed(
+def _player_rows(
     types: ColumnTypes,
+    client: ChessComClient,
+    fetch: Callable[..., Fetched],
+    players: list[str],
     report: RunReport,
-    shaped: Iterator[tuple[str, Fetched, tuple[dict[str, Any], list[Moved]]]],
+    shape: Callable[[str, Fetched, list[Moved]], dict[str, Any]],
 ) -> Iterator[TDataItem]:
-    """One player's row with every value in a column of its type (see `columns`)."""
-    for name, _, (row, collisions) in shaped:
+    """One row per player whose document changed, every value in a column of its type
+    (see `columns`); values kept apart (and naming collisions) go to the report."""
+
+    def shaped(player: str, fetched: Fetched) -> tuple[dict[str, Any], list[Moved]]:
+        collisions: list[Moved] = []
+        return shape(player, fetched, collisions), collisions
+
+    for name, _, (row, collisions) in _fetch_players(client, fetch, players, report, shaped):
         (placed,), moved = types.rows([row])
         for item in (*collisions, *moved):
             report.keep_apart(types.table, name, None, name, item)
         yield placed
-
-
-def _shaped(shape: Callable[[list[Moved]], dict[str, Any]]) -> tuple[dict[str, Any], list[Moved]]:
-    collisions: list[Moved] = []
-    return shape(collisions), collisions
 
 
 @dlt.resource(
@@ -286,14 +290,9 @@ def players_profiles(
 ) -> Iterator[TDataItem]:
     """One row per player, re-loaded only when Chess.com says the profile changed."""
     types = ColumnTypes("players_profiles", PROFILE_COLUMNS, not_null=("player_id",))
-    shaped = _fetch_players(
-        client,
-        client.profile,
-        players,
-        report,
-        lambda _, f: _shaped(lambda moved: profile_row(f.data, moved)),
+    yield from _player_rows(
+        types, client, client.profile, players, report, lambda _, f, m: profile_row(f.data, m)
     )
-    yield from _placed(types, report, shaped)
 
 
 @dlt.resource(
@@ -308,14 +307,14 @@ def players_stats(
 ) -> Iterator[TDataItem]:
     """Ratings and records per time class, one row per player."""
     types = ColumnTypes("players_stats", STATS_COLUMNS, not_null=("player",))
-    shaped = _fetch_players(
+    yield from _player_rows(
+        types,
         client,
         client.stats_of,
         players,
         report,
-        lambda p, f: _shaped(lambda moved: stats_row(p, f.data, datetime.now(UTC), moved)),
+        lambda p, f, m: stats_row(p, f.data, datetime.now(UTC), m),
     )
-    yield from _placed(types, report, shaped)
 
 
 @dataclass
