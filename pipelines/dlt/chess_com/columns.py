@@ -230,9 +230,6 @@ class ColumnTypes:
         assert self.types is not None
         return self.types
 
-    def type_of(self, column: str) -> str | None:
-        return self._ensure().get(column)
-
     def _place(
         self, name: str, values: list[Any], out: dict[str, list[Any]], moved: list[Moved]
     ) -> None:
@@ -298,7 +295,7 @@ class ColumnTypes:
             column_type = types.get(name)
             if column_type not in _ARROW:
                 return _to_rows(out, len(rows)), moved
-            kind = _ARROW[column_type]()
+            kind = _arrow_type(column_type)
             fields.append(pa.field(name, kind, nullable=name not in self.not_null))
             arrays.append(pa.array(values, type=kind))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields)), moved
@@ -314,25 +311,19 @@ def _to_rows(columns: dict[str, list[Any]], size: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _timestamp() -> pa.DataType:
+# dlt type -> Arrow type alias
+_ARROW = {
+    "bool": "bool",
+    "bigint": "int64",
+    "double": "float64",
+    "text": "string",
+    "timestamp": "timestamp",
+}
+
+
+def _arrow_type(column_type: str) -> pa.DataType:
     import pyarrow as pa
 
-    return pa.timestamp("us", tz="UTC")
-
-
-def _arrow(alias: str) -> Any:
-    def make() -> pa.DataType:
-        import pyarrow as pa
-
-        return pa.type_for_alias(alias)
-
-    return make
-
-
-_ARROW = {
-    "bool": _arrow("bool"),
-    "bigint": _arrow("int64"),
-    "double": _arrow("float64"),
-    "text": _arrow("string"),
-    "timestamp": _timestamp,
-}
+    if column_type == "timestamp":
+        return pa.timestamp("us", tz="UTC")  # as dlt writes tz-aware timestamps
+    return pa.type_for_alias(_ARROW[column_type])
