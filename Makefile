@@ -18,11 +18,18 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # `make run` loads last month and this month (UTC) unless START is given.
 START ?= $(shell $(PYTHON) -c "import datetime as d; t = d.datetime.now(d.UTC).date().replace(day=1) - d.timedelta(days=1); print(t.strftime('%Y/%m'))")
 
-.PHONY: help install run test lint format validate manifests lock bench clean
+.PHONY: help install run check test lint format validate manifests new-pipeline lock bench clean
+
+# `make check`, the edit loop's lane: the unit tests, and each pipeline's own tests
+# (tests/<package>/ beside pipelines/dlt/<package>/) without their end-to-end runs.
+CHECK_TESTS := tests/unit tests/flows tests/test_pins.py \
+	$(wildcard $(patsubst pipelines/dlt/%/__init__.py,tests/%,$(wildcard pipelines/dlt/*/__init__.py)))
 
 help:
 	@echo "make run    load a few players' recent months into ./chess_com.duckdb (needs internet)"
-	@echo "make test   lint and run all tests offline"
+	@echo "make check  lint, validate and the unit tests (the fast lane, under a minute)"
+	@echo "make test   lint, validate and every test, offline (the full suite, as CI runs it)"
+	@echo "make new-pipeline NAME=weather [CRON='0 * * * *']   scaffold a pipeline (pipelines/README.md)"
 	@echo "make validate   check the Kestra flows offline (and that k8s/ is up to date)"
 	@echo "make manifests  regenerate k8s/apps/pipelines/ and the alert rules after changing pipelines/"
 	@echo "make lock       re-lock dependencies (uv.lock, pipelines/dlt/requirements.lock)"
@@ -78,10 +85,18 @@ lock: | $(UV)
 	$(UV) export --frozen --no-dev --no-emit-project --format requirements-txt \
 		-o pipelines/dlt/requirements.lock -q
 
+check: lint validate
+	$(PY) -m pytest -m "not e2e" $(CHECK_TESTS) $(PYTEST_ARGS)
+
 test: lint validate
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The whole set runs a 1,000-player club and a 1M-game backfill (README: Benchmark); the
+# Writes the package, script, flow, tests, config and secret placeholder, then `make manifests`.
+new-pipeline: $(VENV)/.synced
+	$(if $(NAME),,$(error NAME is required: make new-pipeline NAME=weather))
+	$(PY) tools/new_pipeline.py $(NAME) $(if $(CRON),--cron "$(CRON)")
+
+# The whole set runs a 1,000-player club and a 1M-game backfill (bench/README.md); the
 # pipeline environment is all it needs.
 bench: $(VENV)/.synced
 	$(PY) bench/bench.py $(ARGS)

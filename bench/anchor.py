@@ -236,7 +236,7 @@ def bench_anchor(
 
 
 def _anchor_commit(anchor_dir: Path) -> str:
-    """The commit written next to the extracted sources (see README), if any."""
+    """The commit written next to the extracted sources (see bench/README.md), if any."""
     for candidate in (anchor_dir / "COMMIT", anchor_dir.parent / "COMMIT"):
         if candidate.exists():
             return candidate.read_text().strip()

@@ -245,7 +245,7 @@ def parse_args() -> argparse.Namespace:
         "--anchor-dir",
         type=Path,
         help="the `sources` directory of a dlt-hub/verified-sources checkout: adds the anchor "
-        "group (README: Benchmark)",
+        "group (bench/README.md)",
     )
     parser.add_argument(
         "--setting",

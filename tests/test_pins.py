@@ -6,16 +6,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
 import kestra_files
 import validate_flows
+from tests.conftest import ROOT
 
 FLOWS = sorted((ROOT / "pipelines").glob("*.yml"))
 LOCK = ROOT / "pipelines" / "dlt" / "requirements.lock"

@@ -92,7 +92,10 @@ KNOWN_TYPES: dict[str, set[str]] = {
     "io.kestra.plugin.core.trigger.Schedule": TRIGGER_COMMON
     | {"cron", "timezone", "inputs", "withSeconds", "backfill", "lateMaximumDelay",
        "recoverMissedSchedules", "labels"},
-    "io.kestra.plugin.core.trigger.Flow": TRIGGER_COMMON | {"inputs", "preconditions"},
+    # core/.../plugin/core/trigger/Flow.java (+ AbstractTrigger): `states` filters first,
+    # then every `conditions` entry must hold (executor/.../FlowTriggerService.java).
+    "io.kestra.plugin.core.trigger.Flow": TRIGGER_COMMON
+    | {"inputs", "preconditions", "states", "labels", "allowConcurrent", "logToFile"},
     "io.kestra.plugin.scripts.runner.docker.Docker": {
         "type", "config", "credentials", "volumes", "pullPolicy", "cpu", "memory",
         "networkMode", "user", "shmSize", "privileged", "deviceRequests", "entryPoint",
@@ -150,3 +153,50 @@ CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnig
 # type -> the property it requires; behaviors from SLA.Behavior.
 SLA_TYPES = {"MAX_DURATION": "duration", "EXECUTION_ASSERTION": "assert"}
 SLA_BEHAVIORS = {"FAIL", "CANCEL", "NONE"}
+
+# Execution states: Kestra 1.3 core/.../models/flows/State.java `State.Type`. Jackson binds
+# enum names exactly (no case-insensitive feature in JacksonMapper).
+STATE_TYPES = {
+    "CREATED", "SUBMITTED", "RUNNING", "PAUSED", "RESTARTED", "KILLING", "SUCCESS",
+    "WARNING", "FAILED", "KILLED", "CANCELLED", "QUEUED", "RETRYING", "RETRIED", "SKIPPED",
+    "BREAKPOINT", "RESUBMITTED",
+}  # fmt: skip
+# A Flow trigger reacts to state changes: never to CREATED (trigger/Flow.java `states`).
+FLOW_TRIGGER_STATES = STATE_TYPES - {"CREATED"}
+
+# Trigger conditions (core/.../plugin/core/condition/, Kestra 1.3): type -> (properties,
+# required properties, enum-valued properties -> allowed values). Every condition has
+# `type` (core/.../models/conditions/Condition.java). `in`/`notIn`/`comparison` are
+# Property<...> values that Kestra converts only when it evaluates the condition
+# (ExecutionStatus.test: runContext.render(in).asList(State.Type.class)); a bad value then
+# throws, ConditionService.valid logs it and counts the condition as false: the trigger
+# silently never fires. Hence the enum checks here.
+CONDITION_TYPES: dict[str, tuple[set[str], set[str], dict[str, set[str]]]] = {
+    # ExecutionStatus.java: passes when the state is in `in` (if non-empty) and not in
+    # `notIn` (if non-empty); both empty matches every state.
+    "io.kestra.plugin.core.condition.ExecutionStatus": (
+        {"type", "in", "notIn"},
+        set(),
+        {"in": STATE_TYPES, "notIn": STATE_TYPES},
+    ),
+    # ExecutionNamespace.java: `namespace` @NotNull; `comparison` EQUALS|PREFIX|SUFFIX
+    # (String.equals/startsWith/endsWith), else `prefix: true` means PREFIX, else EQUALS.
+    "io.kestra.plugin.core.condition.ExecutionNamespace": (
+        {"type", "namespace", "comparison", "prefix"},
+        {"namespace"},
+        {"comparison": {"EQUALS", "PREFIX", "SUFFIX"}},
+    ),
+    # ExecutionFlow.java: `namespace` and `flowId` @NotNull.
+    "io.kestra.plugin.core.condition.ExecutionFlow": (
+        {"type", "namespace", "flowId"},
+        {"namespace", "flowId"},
+        {},
+    ),
+}
+# Flow trigger `preconditions` (trigger/Flow.java Preconditions, ExecutionFilter, Filter).
+PRECONDITION_PROPERTIES = {"id", "timeWindow", "resetOnSuccess", "flows", "where"}
+PRECONDITION_FILTER_FIELDS = {"FLOW_ID", "NAMESPACE", "STATE", "EXPRESSION"}
+PRECONDITION_FILTER_TYPES = {
+    "EQUAL_TO", "NOT_EQUAL_TO", "IN", "NOT_IN", "IS_TRUE", "IS_FALSE", "IS_NULL",
+    "IS_NOT_NULL", "STARTS_WITH", "ENDS_WITH", "REGEX", "CONTAINS",
+}  # fmt: skip

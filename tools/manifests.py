@@ -7,10 +7,14 @@
 
 Convention (pipelines/README.md): every `pipelines/*.yml` is a Kestra flow, deployed to
 the namespace it declares; every file under `pipelines/dlt/` (as git sees it: tracked or
-not ignored) becomes a namespace file of each of those namespaces, at its path relative
-to `pipelines/dlt/` (`/chess_com/client.py`). Kustomize cannot glob, so this script writes
-the lists: `kustomization.yaml` (ConfigMaps carrying the files, hash-suffixed so any
-change re-creates the sync Job) and `sync-plan.tsv` (what `sync.py` does with them).
+not ignored) becomes a namespace file, at its path relative to `pipelines/dlt/`
+(`/chess_com/client.py`), of each namespace holding a flow with a task that reads
+namespace files (`namespaceFiles` set and not `enabled: false`: Kestra's default is
+`true`, core/.../models/tasks/NamespaceFiles.java). A namespace whose flows read none (the
+`system` alerting flow) gets no pipeline code, and the sync leaves its files alone.
+Kustomize cannot glob, so this script writes the lists: `kustomization.yaml` (ConfigMaps
+carrying the files, hash-suffixed so any change re-creates the sync Job) and
+`sync-plan.tsv` (what `sync.py` does with them).
 """
 
 from __future__ import annotations
@@ -49,21 +53,44 @@ class Plan:
     flows: dict[str, tuple[str, str]] = field(default_factory=dict)
     # path relative to pipelines/dlt -> ConfigMap key
     files: dict[str, str] = field(default_factory=dict)
+    # namespaces that receive the files: a flow of theirs has a task reading namespace files
+    code_namespaces: set[str] = field(default_factory=set)
 
     @property
     def namespaces(self) -> list[str]:
         return sorted({ns for ns, _ in self.flows.values()})
+
+    def files_of(self, namespace: str) -> list[str]:
+        """Stored paths (`/chess_com/x.py`) the namespace gets."""
+        if namespace not in self.code_namespaces:
+            return []
+        return sorted("/" + path for path in self.files)
 
     def as_json(self) -> dict[str, object]:
         return {
             "namespaces": {
                 ns: {
                     "flows": sorted(fid for n, fid in self.flows.values() if n == ns),
-                    "files": sorted("/" + path for path in self.files),
+                    "files": self.files_of(ns),
                 }
                 for ns in self.namespaces
             }
         }
+
+
+def reads_namespace_files(node: object) -> bool:
+    """Whether any task (at any depth: tasks, errors, finally, nested flowable tasks) of a
+    flow sets `namespaceFiles` without `enabled: false`. Kestra 1.3
+    core/.../models/tasks/NamespaceFiles.java: `enabled` defaults to true, so `include`
+    alone turns it on; an expression is taken as on."""
+    if isinstance(node, dict):
+        spec = node.get("namespaceFiles")
+        if isinstance(spec, dict) and spec.get("enabled", True) is not False:
+            return True
+        return any(reads_namespace_files(value) for value in node.values())
+    if isinstance(node, list):
+        return any(reads_namespace_files(item) for item in node)
+    return False
 
 
 def code_files(code_dir: Path) -> list[str]:
@@ -113,6 +140,9 @@ def build_plan(root: Path = ROOT) -> Plan:
         if not CONFIGMAP_KEY.match(flow_file.name):
             raise ConventionError(f"{flow_file.name}: use letters, digits, '.', '_', '-'")
         plan.flows[flow_file.name] = (namespace, flow_id)
+        task_lists = [flow.get(k) for k in ("tasks", "errors", "finally", "afterExecution")]
+        if reads_namespace_files(task_lists):
+            plan.code_namespaces.add(namespace)
     if not plan.flows:
         raise ConventionError("no flows: expected pipelines/*.yml")
 
@@ -143,9 +173,11 @@ def build_plan(root: Path = ROOT) -> Plan:
 def render_plan(plan: Plan) -> str:
     lines = [
         f"# {HEADER}",
-        "# flow<TAB>namespace<TAB>key | file<TAB>key<TAB>path (read by sync.py)",
+        "# flow<TAB>namespace<TAB>key | code<TAB>namespace (gets every file) |",
+        "# file<TAB>key<TAB>path (read by sync.py)",
     ]
     lines += [f"flow\t{ns}\t{name}" for name, (ns, _) in sorted(plan.flows.items())]
+    lines += [f"code\t{ns}" for ns in sorted(plan.code_namespaces)]
     lines += [f"file\t{key}\t{path}" for path, key in sorted(plan.files.items())]
     return "\n".join(lines) + "\n"
 

@@ -6,7 +6,9 @@ patterns, unique ids, duplicate YAML keys, unknown properties of known types, IS
 durations, retry constraints, cron syntax, input types), what Kestra 2.0 removes
 (deprecated aliases), and this project's cross-checks: every `inputs.x` / `vars.x` used
 is declared, every `secret('X')` is provided by the deployment's Kestra secrets
-manifest, container images are pinned.
+manifest, container images are pinned, and each `python <script>.py` task's
+`namespaceFiles.include` picks the script and every local module it imports
+(`task_import_violations`).
 
 Prints `file:line: yaml.path: [rule] message` per violation; exits 1 if any, 2 on
 usage errors. The real `kestra flow validate` runs in CI (.github/workflows/ci.yml).
@@ -15,11 +17,15 @@ usage errors. The real `kestra flow validate` runs in CI (.github/workflows/ci.y
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
+import functools
 import re
+import shlex
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -32,6 +38,8 @@ import manifests
 ROOT = Path(__file__).resolve().parent.parent
 # One source of truth for secret names: the Secret Kestra reads as SECRET_<NAME> env vars.
 SECRETS_MANIFEST = ROOT / "k8s" / "infrastructure" / "production" / "kestra-secrets.sops.yaml"
+# What the flows' namespace files are made of (tools/manifests.py): scripts and their imports.
+CODE_DIR = ROOT / "pipelines" / "dlt"
 
 EXPR_INPUT = re.compile(r"inputs\.([A-Za-z0-9_-]+)|inputs\[\s*['\"]([^'\"]+)['\"]\s*\]")
 EXPR_VAR = re.compile(r"vars\.([A-Za-z0-9_-]+)")
@@ -123,12 +131,20 @@ def strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 class FlowChecker:
     def __init__(
-        self, doc: Document, secrets: set[str] | None, namespace_files: list[str] | None = None
+        self,
+        doc: Document,
+        secrets: set[str] | None,
+        namespace_files: list[str] | None = None,
+        plugin_defaults: list[dict[str, Any]] | None = None,
     ) -> None:
         self.doc = doc
         self.secrets = secrets
         # Stored paths (`/chess_com/x.py`) the deployment gives the flow's namespace.
         self.namespace_files = namespace_files
+        # Kestra's instance-level `kestra.plugins.defaults` (None: the production HelmRelease's).
+        self.plugin_defaults = (
+            global_plugin_defaults() if plugin_defaults is None else plugin_defaults
+        )
         self.violations: list[Violation] = []
 
     def report(self, path: str, rule: str, message: str) -> None:
@@ -145,7 +161,9 @@ class FlowChecker:
         if not isinstance(flow, dict):
             self.report("", "flow-structure", "a flow must be a YAML mapping")
             return self.violations
-        self.check_flow(flow)
+        # Checked as Kestra runs it: with the instance's plugin defaults merged in, so a
+        # property a default supplies (image, runner, secrets) is checked too.
+        self.check_flow(apply_plugin_defaults(flow, self.plugin_defaults))
         return self.violations
 
     # -- flow level -------------------------------------------------------------------
@@ -475,6 +493,117 @@ class FlowChecker:
             self.check_component(trigger, path, seen, "trigger")
             if trigger.get("type") == "io.kestra.plugin.core.trigger.Schedule":
                 self.check_schedule(trigger, path, inputs)
+            if trigger.get("type") == "io.kestra.plugin.core.trigger.Flow":
+                self.check_flow_trigger(trigger, path)
+            if "conditions" in trigger:
+                self.check_conditions(trigger["conditions"], join(path, "conditions"))
+
+    def check_states(self, states: Any, path: str, allowed: set[str]) -> None:
+        """A list of State.Type names (an expression is checked by Kestra at run time)."""
+        if isinstance(states, str) and "{{" in states:
+            return
+        if not isinstance(states, list):
+            self.report(path, "state", "must be a list of execution states")
+            return
+        for i, state in enumerate(states):
+            if isinstance(state, str) and "{{" in state:
+                continue
+            if state not in allowed:
+                self.report(
+                    join(path, i),
+                    "state",
+                    f"{state!r} is not an execution state here (one of {', '.join(sorted(allowed))})",
+                )
+
+    def check_flow_trigger(self, trigger: dict[str, Any], path: str) -> None:
+        """Kestra 1.3 core/.../plugin/core/trigger/Flow.java: `states` (default every
+        terminal state and PAUSED; never CREATED), `preconditions` (Preconditions: `id`
+        required, matching TASK_ID; `where` filters with their enums)."""
+        if "states" in trigger:
+            self.check_states(trigger["states"], join(path, "states"), rules.FLOW_TRIGGER_STATES)
+        pre = trigger.get("preconditions")
+        if pre is None:
+            return
+        pre_path = join(path, "preconditions")
+        if not isinstance(pre, dict):
+            self.report(pre_path, "preconditions", "preconditions must be a mapping")
+            return
+        for key in pre:
+            if key not in rules.PRECONDITION_PROPERTIES:
+                self.report(
+                    join(pre_path, key), "unknown-property", f"preconditions has no {key!r}"
+                )
+        if "id" not in pre:
+            self.report(pre_path, "required", "preconditions need an 'id'")
+        else:
+            self.check_pattern(pre, "id", rules.TASK_ID, "preconditions-id", pre_path)
+        for i, upstream in enumerate(pre.get("flows") or []):
+            if isinstance(upstream, dict) and "states" in upstream:
+                self.check_states(
+                    upstream["states"],
+                    join(join(join(pre_path, "flows"), i), "states"),
+                    rules.STATE_TYPES,
+                )
+        for i, where in enumerate(pre.get("where") or []):
+            where_path = join(join(pre_path, "where"), i)
+            if not isinstance(where, dict) or "id" not in where or not where.get("filters"):
+                self.report(where_path, "required", "a `where` entry needs 'id' and 'filters'")
+                continue
+            for j, item in enumerate(where["filters"]):
+                item_path = join(join(where_path, "filters"), j)
+                item = item if isinstance(item, dict) else {}
+                if item.get("field") not in rules.PRECONDITION_FILTER_FIELDS:
+                    self.report(item_path, "preconditions", f"unknown field {item.get('field')!r}")
+                if item.get("type") not in rules.PRECONDITION_FILTER_TYPES:
+                    self.report(item_path, "preconditions", f"unknown type {item.get('type')!r}")
+
+    def check_conditions(self, conditions: Any, path: str) -> None:
+        """Each condition's type is known, with its properties, required ones and enums
+        (kestra_rules.CONDITION_TYPES, from core/.../plugin/core/condition/*.java)."""
+        if not isinstance(conditions, list):
+            self.report(path, "conditions", "conditions must be a list")
+            return
+        for i, condition in enumerate(conditions):
+            cond_path = join(path, i)
+            if not isinstance(condition, dict) or "type" not in condition:
+                self.report(cond_path, "required", "a condition needs a 'type'")
+                continue
+            kind = condition["type"]
+            if kind not in rules.CONDITION_TYPES:
+                self.report(
+                    join(cond_path, "type"), "unknown-type", f"{kind} is unknown to the validator"
+                )
+                continue
+            allowed, required, enums = rules.CONDITION_TYPES[kind]
+            for key in condition:
+                if key not in allowed:
+                    self.report(
+                        join(cond_path, key), "unknown-property", f"{kind} has no property {key!r}"
+                    )
+            for key in sorted(required - set(condition)):
+                self.report(cond_path, "required", f"{kind} needs {key!r}")
+            for key, values in enums.items():
+                if key not in condition:
+                    continue
+                value = condition[key]
+                if isinstance(value, list):
+                    self.check_states(value, join(cond_path, key), values)
+                elif not (isinstance(value, str) and "{{" in value) and value not in values:
+                    self.report(
+                        join(cond_path, key),
+                        "condition",
+                        f"{key} {value!r} is not one of {', '.join(sorted(values))}",
+                    )
+            if (
+                kind.endswith(".ExecutionStatus")
+                and not condition.get("in")
+                and not condition.get("notIn")
+            ):
+                self.report(
+                    cond_path,
+                    "condition",
+                    "ExecutionStatus without `in` or `notIn` matches every state",
+                )
 
     def check_schedule(
         self, trigger: dict[str, Any], path: str, inputs: dict[str, dict[str, Any]]
@@ -528,6 +657,68 @@ class FlowChecker:
                     )
 
 
+# The production Kestra HelmRelease: its `kestra.plugins.defaults` apply to every flow.
+KESTRA_RELEASE = ROOT / "k8s" / "infrastructure" / "kestra" / "release.yaml"
+
+
+@functools.cache
+def global_plugin_defaults(release: Path = KESTRA_RELEASE) -> list[dict[str, Any]]:
+    """`kestra.plugins.defaults` of the HelmRelease's application configuration
+    (core/.../services/PluginGlobalDefaultConfiguration.java, prefix `kestra.plugins`)."""
+    if not release.exists():
+        return []
+    values = yaml.safe_load(release.read_text())["spec"]["values"]
+    kestra = values.get("configurations", {}).get("application", {}).get("kestra", {})
+    return copy.deepcopy(list((kestra.get("plugins") or {}).get("defaults") or []))
+
+
+def deep_merge(a: Any, b: Any) -> Any:
+    """core/.../utils/MapUtils.java deepMerge/mergeValues: maps merge key by key (`b` wins on
+    a scalar), a null side yields the other, collections are `a` + the items of `b` not in
+    `a` (mergeCollections: a list is never replaced, only extended)."""
+    if a is None:
+        return copy.deepcopy(b)
+    if b is None:
+        return copy.deepcopy(a)
+    if isinstance(a, dict) and isinstance(b, dict):
+        merged = copy.deepcopy(a)
+        for key, value in b.items():
+            merged[key] = deep_merge(merged.get(key), value)
+        return merged
+    if isinstance(a, list) and isinstance(b, list):
+        return [*copy.deepcopy(a), *(copy.deepcopy(i) for i in b if i not in a)]
+    return copy.deepcopy(b)
+
+
+def apply_plugin_defaults(node: Any, defaults: list[dict[str, Any]]) -> Any:
+    """core/.../services/PluginDefaultService.java innerInjectDefault + recursiveDefaults +
+    defaults(): every mapping with a `type` (tasks, triggers, task runners, conditions), its
+    children first, gets the defaults whose `type` equals its type or is a prefix of it;
+    first the non-forced ones, each only filling what is still missing
+    (deepMerge(default, plugin)), then the forced ones (deepMerge(plugin, default)). A
+    plugin with `pluginDefaultsRef` skips non-forced type defaults."""
+    if not defaults:
+        return node
+    if isinstance(node, list):
+        return [apply_plugin_defaults(item, defaults) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {k: apply_plugin_defaults(v, defaults) for k, v in node.items()}
+    kind = result.get("type")
+    if not isinstance(kind, str):
+        return result
+    for forced in (False, True):
+        if not forced and "pluginDefaultsRef" in result:
+            continue
+        for default in defaults:
+            prefix = str(default.get("type", ""))
+            if bool(default.get("forced")) != forced or not prefix or not kind.startswith(prefix):
+                continue
+            values = default.get("values") or {}
+            result = deep_merge(result, values) if forced else deep_merge(values, result)
+    return result
+
+
 def seconds(value: Any) -> float | None:
     match = rules.DURATION.match(value) if isinstance(value, str) else None
     if not match:
@@ -578,6 +769,326 @@ def cron_item_ok(item: str, low: int, high: int, names: dict[str, int], field: s
     return len(bounds) == 1 or bounds[0] <= bounds[1]  # type: ignore[operator]
 
 
+# -- the local code each python task imports ---------------------------------------------
+# A task's working directory holds only the namespace files its `include` picks
+# (kestra_files.select); `python <script>.py` puts that directory first on sys.path, so every
+# local module the script imports, however indirectly, must be picked too, or the run ends in
+# ModuleNotFoundError in Kestra while every offline check passes.
+
+TASK_KEYS = ("tasks", "errors", "finally", "afterExecution")
+_PYTHON = re.compile(r"^python(\d+(\.\d+)*)?$")
+_SHELL_SEPARATORS = {";", "&&", "||", "|", "&", "(", ")"}
+# Interpreter options that take a value (`python -W ignore x.py`).
+_PYTHON_VALUE_OPTIONS = {"-W", "-X", "-Q"}
+
+
+@dataclass(frozen=True)
+class PythonRun:
+    """One `python <script>.py ...` (or `python -m module`) in a task's commands."""
+
+    command: int  # index in `commands`
+    script: str | None  # working-dir path of the script, None for `-m`
+    module: str | None = None
+
+
+def python_runs(commands: Any) -> list[PythonRun]:
+    """Every python invocation of a task's `commands`, read the way `/bin/sh -c` splits them:
+    `python x.py`, `exec /opt/venv/bin/python x.py`, `python3.11 -u x.py`, `python -m pkg`."""
+    runs: list[PythonRun] = []
+    for index, line in enumerate(commands if isinstance(commands, list) else []):
+        if not isinstance(line, str) or "{{" in line:
+            continue
+        try:
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            tokens = list(lexer)
+        except ValueError:
+            continue
+        simple: list[list[str]] = [[]]
+        for token in tokens:
+            if token in _SHELL_SEPARATORS:
+                simple.append([])
+            else:
+                simple[-1].append(token)
+        for words in simple:
+            while words and (words[0] in ("exec", "env", "nohup") or "=" in words[0]):
+                words = words[1:]  # `exec`, `env X=1`, `X=1 python ...`
+            if not words or not _PYTHON.match(PurePosixPath(words[0]).name):
+                continue
+            rest = iter(words[1:])
+            for word in rest:
+                if word == "-m":
+                    runs.append(PythonRun(index, None, next(rest, None)))
+                    break
+                if word == "-c":
+                    break
+                if word in _PYTHON_VALUE_OPTIONS:
+                    next(rest, None)
+                    continue
+                if word.startswith("-"):
+                    continue
+                while word.startswith("./"):
+                    word = word[2:]
+                runs.append(PythonRun(index, word))
+                break
+    return runs
+
+
+def _module_file(code_dir: Path, parts: list[str]) -> Path | None:
+    """`a.b` under code_dir: a/b.py, a/b/__init__.py, or a/b/ (a namespace package)."""
+    base = code_dir.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return base if base.is_dir() else None
+
+
+def local_imports(script: Path, root: Path | None = None) -> set[Path]:
+    """The script and every local module file it imports, transitively: modules and
+    packages under `root` (the script's directory, which `python <script>` puts first on
+    sys.path), including `from x import y` of a submodule, relative imports inside packages
+    and dotted imports (each parent package's `__init__.py` runs too). Third-party and stdlib
+    imports are not under root and are ignored; so is a directory without `__init__.py`
+    (`snowflake/` of SQL files does not shadow the installed `snowflake` package), but a
+    module file inside one (`from ns import mod`: ns/mod.py) counts."""
+    code_dir = root or script.parent
+    needed: set[Path] = set()
+    todo = [script]
+    while todo:
+        file = todo.pop()
+        if file in needed:
+            continue
+        needed.add(file)
+        if file.is_dir() or file.suffix != ".py":
+            continue
+        try:
+            tree = ast.parse(file.read_text(), str(file))
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue
+        package = list(file.relative_to(code_dir).parts[:-1])
+        targets: list[list[str]] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets.extend(alias.name.split(".") for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    if file == script and not package:
+                        continue  # a relative import in a top-level script fails anyway
+                    base = package[: len(package) - node.level + 1]
+                else:
+                    base = []
+                module = [*base, *(node.module.split(".") if node.module else [])]
+                if module:
+                    targets.append(module)
+                for alias in node.names:  # `from pkg import submodule`
+                    if alias.name != "*":
+                        targets.append([*module, alias.name])
+        for parts in targets:
+            for depth in range(1, len(parts) + 1):  # a.b.c runs a, a.b and a.b.c
+                found = _module_file(code_dir, parts[:depth])
+                if found is None:
+                    break
+                if found.is_file():
+                    todo.append(found)
+    return needed
+
+
+def include_hint(code_dir: Path, file: Path) -> str:
+    """The include pattern that picks a missing file: its top-level package (`weather/**`)
+    or its own name at the top (`warehouse.py`, `dlt-weather.py`)."""
+    rel = file.relative_to(code_dir)
+    return f"{rel.parts[0]}/**" if len(rel.parts) > 1 else rel.as_posix()
+
+
+def task_import_violations(
+    doc: Document, code_dir: Path = CODE_DIR, namespace_files: list[str] | None = None
+) -> list[Violation]:
+    """For each task that runs `python <script>.py`: the script and each local module it
+    imports (transitively) must be picked by the task's `namespaceFiles.include`, matched
+    as Kestra matches it (kestra_files.select), and deployed. One violation per missing
+    package or module, naming the flow, the task and the pattern to add."""
+    flow = doc.data
+    if not isinstance(flow, dict):
+        return []
+    violations: list[Violation] = []
+    flow_id = flow.get("id", "<flow>")
+
+    def tasks(items: Any, path: str) -> Iterator[tuple[dict[str, Any], str]]:
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, dict):
+                yield item, join(path, i)
+                for key in rules.NESTED_TASK_KEYS:
+                    yield from tasks(item.get(key), join(join(path, i), key))
+
+    for key in TASK_KEYS:
+        for task, path in tasks(flow.get(key), key):
+            spec = task.get("namespaceFiles")
+            spec = spec if isinstance(spec, dict) else {}
+            enabled = bool(spec) and spec.get("enabled", True) is not False
+            include = spec.get("include") if isinstance(spec.get("include"), list) else None
+            exclude = spec.get("exclude") if isinstance(spec.get("exclude"), list) else None
+            if include and any(not isinstance(p, str) or "{{" in p for p in include):
+                continue  # rendered at run time: not decidable here
+            at = join(path, "namespaceFiles.include") if spec else path
+            for run in python_runs(task.get("commands")):
+                where = join(join(path, "commands"), run.command)
+                if run.script is not None:
+                    script = code_dir / run.script
+                    if not script.is_file():
+                        violations.append(
+                            Violation(
+                                doc.file,
+                                doc.line_of(where),
+                                where,
+                                "namespace-files-imports",
+                                f"flow {flow_id!r}, task {task.get('id')!r} runs "
+                                f"{run.script!r}, which is not a file under "
+                                f"{display(code_dir)}/",
+                            )
+                        )
+                        continue
+                    needed = local_imports(script)
+                else:
+                    found = _module_file(code_dir, (run.module or "").split("."))
+                    if found is None or not found.is_file():
+                        continue  # an installed module (`python -m pip`)
+                    needed = local_imports(found, code_dir)
+                files = sorted(needed)
+                stored = [kestra_files.stored_path(display(f, code_dir)) for f in files]
+                picked = set(kestra_files.select(stored, include, exclude)) if enabled else set()
+                missing: dict[str, list[str]] = {}
+                for file, path_ in zip(files, stored, strict=True):
+                    if path_ not in picked:
+                        missing.setdefault(include_hint(code_dir, file), []).append(path_)
+                    elif namespace_files is not None and path_ not in namespace_files:
+                        missing.setdefault(f"(not deployed) {path_}", []).append(path_)
+                for hint, paths in sorted(missing.items()):
+                    if hint.startswith("(not deployed)"):
+                        message = (
+                            f"flow {flow_id!r}, task {task.get('id')!r}: {run.script or run.module}"
+                            f" needs {paths[0]}, which is not deployed (git-ignored?)"
+                        )
+                    else:
+                        what = (
+                            f"package {hint[:-3]!r}"
+                            if hint.endswith("/**")
+                            else f"module {hint.removesuffix('.py')!r}"
+                        )
+                        why = "" if enabled else " (namespaceFiles is not enabled)"
+                        message = (
+                            f"flow {flow_id!r}, task {task.get('id')!r}: "
+                            f"{run.script or run.module} imports {what}, not picked by "
+                            f"namespaceFiles.include{why} ({', '.join(paths[:3])}"
+                            f"{', ...' if len(paths) > 3 else ''}): add {hint!r}"
+                        )
+                        if hint == run.script:
+                            message = (
+                                f"flow {flow_id!r}, task {task.get('id')!r} runs {hint!r}, "
+                                f"not picked by namespaceFiles.include{why}: add {hint!r}"
+                            )
+                    violations.append(
+                        Violation(
+                            doc.file,
+                            doc.line_of(at),
+                            at,
+                            "namespace-files-imports",
+                            message,
+                        )
+                    )
+                config = config_violation(task, files, code_dir, include, exclude, enabled)
+                if config:
+                    violations.append(
+                        Violation(
+                            doc.file,
+                            doc.line_of(at),
+                            at,
+                            "namespace-files-imports",
+                            f"flow {flow_id!r}, task {task.get('id')!r}: {config}",
+                        )
+                    )
+    return violations
+
+
+DLT_CONFIG = "/.dlt/config.toml"
+SOURCE_DECORATORS = ("dlt.source", "source")
+
+
+def source_sections(files: Iterable[Path]) -> set[str]:
+    """`section=` (else `name=`) of every `@dlt.source(...)` in these modules."""
+    sections: set[str] = set()
+    for file in files:
+        try:
+            tree = ast.parse(file.read_text(), str(file))
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call) and ast.unparse(deco.func) in SOURCE_DECORATORS:
+                    given = {
+                        k.arg: k.value.value
+                        for k in deco.keywords
+                        if isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
+                    }
+                    section = given.get("section") or given.get("name")
+                    if section:
+                        sections.add(section)
+    return sections
+
+
+def config_violation(
+    task: dict[str, Any],
+    files: list[Path],
+    code_dir: Path,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    enabled: bool,
+) -> str | None:
+    """The one case of dlt config decidable offline: the script's own source has settings
+    under `[sources.<section>]` in .dlt/config.toml, the include does not pick that file, and
+    the task's env does not give every one of them (`SOURCES__<SECTION>__<KEY>`): in Kestra
+    the source would run without them. (General sections, `[runtime]`, `[load]`..., apply to
+    every pipeline and have dlt defaults: not checked.)"""
+    import tomllib
+
+    config_file = code_dir / ".dlt" / "config.toml"
+    if not config_file.is_file():
+        return None
+    if enabled and kestra_files.select([DLT_CONFIG], include, exclude):
+        return None
+    try:
+        sources = tomllib.loads(config_file.read_text()).get("sources") or {}
+    except (tomllib.TOMLDecodeError, OSError):
+        return None
+    env = {str(k).upper() for k in (task.get("env") or {})}
+    for section in sorted(source_sections(files)):
+        settings = sources.get(section)
+        if not isinstance(settings, dict):
+            continue
+        keys = [
+            k
+            for k, v in settings.items()
+            if not isinstance(v, dict) and f"SOURCES__{section}__{k}".upper() not in env
+        ]
+        if keys:
+            return (
+                f"its source {section!r} has settings in .dlt/config.toml "
+                f"([sources.{section}]: {', '.join(keys)}) that the task does not get: add "
+                f"'{DLT_CONFIG}' to namespaceFiles.include (with the leading '/') or set "
+                f"{', '.join(f'SOURCES__{section.upper()}__{k.upper()}' for k in keys[:2])}"
+                f"{', ...' if len(keys) > 2 else ''} in env"
+            )
+    return None
+
+
+def display(path: Path, base: Path = ROOT) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def flow_files(paths: Iterable[str]) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
@@ -612,6 +1123,7 @@ def validate(
             violations.append(Violation(str(file), line, "", "yaml", str(exc).splitlines()[0]))
             continue
         violations.extend(FlowChecker(doc, secrets, namespace_files).check())
+        violations.extend(task_import_violations(doc, CODE_DIR, namespace_files))
     return violations
 
 

@@ -28,7 +28,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
     The HTTP pool, DuckDB and Arrow threads each get an arena by default and memory freed
     in one is not reused by another: RSS then grows with the size of the backfill instead
-    of staying flat (measured: README, "Benchmark"). Same as MALLOC_ARENA_MAX=2; no-op off glibc.
+    of staying flat (measured: bench/README.md). Same as MALLOC_ARENA_MAX=2; no-op off glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -39,13 +39,12 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 limit_malloc_arenas()
 # Arrow's own allocator (jemalloc/mimalloc) keeps what the games tables freed: ~60 MB more
-# peak RSS than glibc's capped arenas (measured: README, "Benchmark"). An explicit setting wins.
+# peak RSS than glibc's capped arenas (measured: bench/README.md). An explicit setting wins.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-HERE = Path(__file__).resolve().parent
-# Run from the repo root or from here alike: import the source package beside this file
-# and read .dlt/ from this directory unless the caller chose another one.
-sys.path.insert(0, str(HERE))
-os.environ.setdefault("DLT_PROJECT_DIR", str(HERE))
+# `python dlt-chess-snowflake.py` puts this directory first on sys.path, and run_pipeline
+# reads .dlt/ from it unless DLT_PROJECT_DIR says otherwise. runpy.run_path (the Snowflake
+# emulator lane, tests/snowflake_emulator/run_on_fakesnow.py) does neither: hence this line.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dlt.extract.source import DltSource  # noqa: E402
 

@@ -307,7 +307,7 @@ def test_games_by_player_view_has_one_row_per_tracked_player_per_game(
 
 
 def test_readme_win_rate_query_runs_on_the_view(pipeline: Pipeline, world: World) -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "pipelines" / "snowflake.md").read_text()
     (sql,) = re.findall(r"```sql\n(-- win rate by time class.*?)```", readme, re.S)
     assert pipeline.run("--players", "alice").returncode == 0
     rows = pipeline.query(sql)

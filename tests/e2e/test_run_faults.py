@@ -213,7 +213,7 @@ def test_default_working_directory_is_per_checkout_and_inspectable_with_dlt(
     assert f"working directory: {working_dir}" in run.stdout
     assert not (home / ".dlt").exists()
 
-    # The inspection command the README gives.
+    # The inspection command pipelines/chess_com.md gives ("Local state").
     info = subprocess.run(
         [str(DLT_CLI), "pipeline", "chess_com", "info"],
         cwd=pipeline.workdir,

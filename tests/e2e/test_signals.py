@@ -26,7 +26,7 @@ from tests.fake_chesscom import FakeChessCom, World
 pytestmark = pytest.mark.e2e
 
 # From the signal to the exit: the load of what was fetched included. Well inside the
-# 10 s that Docker gives a container when the dind sidecar stops (README, "Stopping").
+# 10 s that Docker gives a container when the dind sidecar stops (pipelines/chess_com.md, "Stopping a run").
 PROMPT_S = 8.0
 # A few games per load: the served games take several loads (a backfill).
 SMALL_LOADS = {"SOURCES__CHESS__MAX_GAMES_PER_LOAD": "20"}

@@ -5,7 +5,7 @@ Every test starts from an account set up by the project's bootstrap
 (pipelines/dlt/snowflake/bootstrap.sql, run as an administrator), so the emulator is strict
 (tests/snowflake_emulator/account.py): the script logs in as the service user with its key
 pair, nothing is created on connect, and the preflight reads role, warehouse and database as
-the grants give them. What this proves and what only a real account can is in the README.
+the grants give them. What this proves and what only a real account can is in pipelines/snowflake.md.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tests.conftest import ROOT, SCRIPT
 from tests.e2e.conftest import PLAYERS, Pipeline, expected_games_by_player
 from tests.fake_chesscom import FakeChessCom, World, recent_months
 from tests.snowflake_emulator.keys import DATABASE, ROLE, USER, WAREHOUSE, KeyPair, bootstrap_sql
+from tests.snowflake_emulator.literals import decode
 
 pytestmark = pytest.mark.e2e
 
@@ -133,11 +134,6 @@ def all_timestamp_types(sent: list[str]) -> set[str]:
 def tag_before(sent: list[str], statement: str) -> dict[str, Any]:
     """The QUERY_TAG in force when `statement` (its first occurrence) ran: the last
     ALTER SESSION SET QUERY_TAG before it, read as Snowflake reads the literal."""
-    import sys
-
-    sys.path.insert(0, str(LANE))
-    from literals import decode
-
     index = next(i for i, s in enumerate(sent) if s.startswith(statement))
     alter = [s for s in sent[:index] if s.startswith("ALTER SESSION SET QUERY_TAG")][-1]
     return json.loads(decode(alter.split("=", 1)[1].strip()))

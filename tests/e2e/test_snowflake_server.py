@@ -362,7 +362,7 @@ def test_a_key_the_account_does_not_know_is_refused(
 def test_key_forms_through_the_kestra_secret_log_in_over_http(
     warehouse: Warehouse, server: EmulatorServer, keys: KeyPair, form: str
 ) -> None:
-    """The value goes where the flow reads it: the Kestra Secret (base64 once, as the README
+    """The value goes where the flow reads it: the Kestra Secret (base64 once, as k8s/README.md
     says), SecretService's decoding (tests/kestra/twin.py), `{{ secret('SNOWFLAKE_PRIVATE_KEY')
     }}` in the task's env; the server accepts only a JWT signed by the registered key."""
     assert form in FORMS

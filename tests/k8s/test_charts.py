@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
+import helm_releases
 from tests.conftest import ROOT
 from tests.k8s.test_manifests import OPS_BIN, render, tool
-
-sys.path.insert(0, str(ROOT / "tools"))
-import helm_releases
 
 SCRIPT = ROOT / "tools" / "render_charts.sh"
 WORKFLOWS = ROOT / ".github" / "workflows"

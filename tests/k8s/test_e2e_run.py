@@ -28,6 +28,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+import check_games
+import images
 from tests.conftest import ROOT
 from tests.fake_chesscom import FakeChessCom, World
 from tests.k8s.test_manifests import render
@@ -36,9 +38,6 @@ from tests.k8s.test_sops import OPS_PYTHON
 E2E = ROOT / "tools" / "e2e"
 WORKFLOW = ROOT / ".github" / "workflows" / "e2e.yml"
 PYTHON = ROOT / ".venv" / "bin" / "python"
-sys.path.insert(0, str(E2E))
-import check_games  # noqa: E402
-import images  # noqa: E402
 
 
 def steps() -> list[dict[str, Any]]:

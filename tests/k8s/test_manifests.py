@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
 import manifests
+from tests.conftest import ROOT
 
 K8S = ROOT / "k8s"
 CLUSTER = K8S / "clusters" / "production"
@@ -46,7 +43,7 @@ def tool(name: str, path: Path | None = None) -> str:
         return found
     if os.environ.get("CI"):
         pytest.fail(f"{name} is required under CI and was not found")
-    pytest.skip(f"{name} not installed (kubectl: see README; ops tools: `make install`)")
+    pytest.skip(f"{name} not installed (kubectl: see tests/README.md; ops tools: `make install`)")
 
 
 def load_all(path: Path) -> list[dict[str, Any]]:
@@ -294,8 +291,8 @@ def test_workloads_are_non_root_and_limited() -> None:
     assert cnpg["resources"]["limits"]
     assert find("Cluster", "kestra-db")["spec"]["resources"]["limits"]
     assert (
-        "dind" in (ROOT / "README.md").read_text()
-        and "privileged" in (ROOT / "README.md").read_text()
+        "dind" in (ROOT / "k8s" / "README.md").read_text()
+        and "privileged" in (ROOT / "k8s" / "README.md").read_text()
     )
 
 

@@ -1,4 +1,4 @@
-"""README "Deploy with Flux → 2. Secrets" run for real: a throwaway age key, the Secrets
+"""k8s/README.md "2. Secrets" run for real: a throwaway age key, the Secrets
 filled and encrypted with sops, the overlay built and validated, then decrypted back the way
 Flux's kustomize-controller does.
 
@@ -61,7 +61,7 @@ def secrets_in(tree: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def encrypted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A copy of the repo's deploy files taken through README step 2 with a throwaway key."""
+    """A copy of the repo's deploy files taken through k8s/README.md step 2 with a throwaway key."""
     sops = sops_binary()
     tool("python (ops lane)", OPS_PYTHON)
     tmp = tmp_path_factory.mktemp("sops")
@@ -238,7 +238,7 @@ def test_committed_recipient_is_one_the_script_replaces() -> None:
 
 
 def test_readme_step_2_encrypts_exactly_the_secret_files() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "k8s" / "README.md").read_text()
     named = re.findall(r"^sops --encrypt --in-place (\S+)$", readme, re.M)
     files = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / PRODUCTION).glob("*.sops.yaml"))
     assert sorted(named) == files

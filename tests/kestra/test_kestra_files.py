@@ -6,14 +6,10 @@ import itertools
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
 import kestra_files
 
 HARNESS = Path(__file__).with_name("GlobMatch.java")

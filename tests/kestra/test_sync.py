@@ -34,7 +34,8 @@ with_credentials = twin.with_credentials
 
 
 def namespace() -> str:
-    return manifests.build_plan().namespaces[0]
+    """The (first) namespace that gets pipeline code."""
+    return sorted(manifests.build_plan().code_namespaces)[0]
 
 
 def with_code_change(objects: list[dict[str, Any]], key: str, content: str) -> list[dict]:
@@ -65,7 +66,8 @@ def test_sync_uploads_every_flow_and_file_into_its_namespace(objects, shared_tmp
     assert store.namespaces() == plan.namespaces
     code = ROOT / "pipelines" / "dlt"
     for ns in plan.namespaces:
-        assert store.files(ns) == {"/" + path: (code / path).read_bytes() for path in plan.files}
+        expected_files = {"/" + path: (code / path).read_bytes() for path in plan.files}
+        assert store.files(ns) == (expected_files if ns in plan.code_namespaces else {})
         flows = {yaml.safe_load(src)["id"]: src for src in store.flows(ns).values()}
         expected = {
             fid: (ROOT / "pipelines" / name).read_text().strip()
@@ -73,7 +75,27 @@ def test_sync_uploads_every_flow_and_file_into_its_namespace(objects, shared_tmp
             if n == ns
         }
         assert flows == expected
-    assert "/.dlt/config.toml" in store.files(plan.namespaces[0])
+    assert "/.dlt/config.toml" in store.files(namespace())
+
+
+def test_only_namespaces_whose_flows_read_namespace_files_get_the_code(objects, shared_tmp) -> None:
+    """The alerting flow's `system` namespace holds flows but no task reading namespace files:
+    it gets no pipeline code, and files someone keeps there are never listed or deleted."""
+    plan = manifests.build_plan()
+    assert "system" in plan.namespaces and plan.code_namespaces == {"chess.pipelines"}
+    assert plan.files_of("system") == [] and plan.files_of("chess.pipelines")
+    store = twin.KestraStore()
+    store.start(*VALID)
+    store.put_file("system", "/kept.txt", b"not from git")
+    sync = twin.run_sync(objects, shared_tmp, store=store)
+    assert sync.ok, sync.error
+    assert store.files("system") == {"/kept.txt": b"not from git"}
+    assert "alert-pipeline-failures" in {
+        yaml.safe_load(s)["id"] for s in store.flows("system").values()
+    }
+    system_file_calls = [c for c in store.calls if "/namespaces/system/files" in c[1]]
+    assert system_file_calls == [], system_file_calls
+    assert "sync: system: 1 flow(s); no namespace files" in sync.result.stdout
 
 
 def test_sync_keeps_git_authoritative_and_deletes_softly(objects, shared_tmp) -> None:
@@ -268,8 +290,12 @@ def test_the_twin_refuses_exactly_the_credentials_kestra_refuses() -> None:
     disagree = [(c, j, t) for c, j, t in zip(CANDIDATES, jvm, twin_answers, strict=True) if j != t]
     assert disagree == []
     assert "" in jvm and any("|" in j for j in jvm), "both accepted and refused pairs"
-    sys.path.insert(0, str(SYNC.parent))
-    import sync  # k8s/apps/pipelines/sync.py
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync", SYNC)  # k8s/apps/pipelines/sync.py
+    assert spec and spec.loader
+    sync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync)
 
     for (user, password), answer in zip(CANDIDATES, jvm, strict=True):
         if user is not None and password is not None:

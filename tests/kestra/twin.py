@@ -21,34 +21,35 @@ Each step follows the runtime's own code (cited where it is modelled) or runs th
    `beforeCommands` + `commands` run as the script plugin runs them
    (kestra script/.../AbstractExecScript.java + core/.../runners/ScriptService.java:
    interpreter `/bin/sh -c`, `set -e`, commands joined by newlines).
+5. Every flow: the flows of the rendered flows ConfigMap (`rendered_flows`), each python
+   Commands task run from only its picked files with `--help` appended, and, where the
+   pipeline ships `tests/<package>/fake_api.py` (`twin_env()`, FAKE_API), a short load on
+   DuckDB against it (`with_script_args(..., "--destination", "duckdb")`).
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import importlib.util
 import os
 import re
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT / "tools" / "e2e"))
 import check_plugin_types
 import kestra_files
-
+import validate_flows
+from tests.conftest import ROOT
 from tests.kestra import fake_kestra_api
 
 
@@ -243,7 +244,7 @@ TEST_CREDENTIALS = ("ops@example.com", "Sync-Passw0rd")
 def with_credentials(
     objects: list[dict[str, Any]], user: str, password: str
 ) -> list[dict[str, Any]]:
-    """The rendered objects with the basic-auth Secret holding this pair (as after README
+    """The rendered objects with the basic-auth Secret holding this pair (as after k8s/README.md
     step 2): Kestra starts with it, the sync Job reads it."""
     objects = copy.deepcopy(objects)
     secret = find(objects, "Secret", "kestra-basic-auth")
@@ -321,7 +322,7 @@ def kestra_secrets(server_env: dict[str, str]) -> dict[str, str]:
 def server_env_from(objects: list[dict[str, Any]], values: dict[str, str]) -> dict[str, str]:
     """The Kestra pod's env: the HelmRelease's `common.extraEnvFrom` Secrets with their prefix.
 
-    `values` fills the Secret's keys (plain text; base64-encoded here as the README tells
+    `values` fills the Secret's keys (plain text; base64-encoded here as k8s/README.md tells
     operators to); the keys must be exactly the manifest's."""
     release = find(objects, "HelmRelease", "kestra")
     env = {}
@@ -576,3 +577,197 @@ def global_plugin_defaults(objects: list[dict[str, Any]]) -> list[dict[str, Any]
     values = find(objects, "HelmRelease", "kestra")["spec"]["values"]
     kestra = values["configurations"]["application"]["kestra"]
     return list(kestra.get("plugins", {}).get("defaults") or [])
+
+
+# --- 6. a script task run the way the Docker task runner runs it ----------------------------
+
+UV_BIN = ROOT / ".venv-tools" / "bin"
+# Container-only paths of the flow's image and runner, mapped onto this machine.
+VENV_IN_CONTAINER = "/opt/venv"
+UV_CACHE_IN_CONTAINER = "/cache/uv"
+HOST_NETWORK = re.compile(r"(?i)proxy$|^ssl_cert_|ca_bundle$|^uv_index|^uv_native_tls$")
+
+
+@dataclass
+class TaskRun:
+    result: subprocess.CompletedProcess[str]
+    workdir: Path
+    venv: Path
+    env: dict[str, str]
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout + self.result.stderr
+
+
+def run_task(
+    execution: Execution,
+    store: KestraStore,
+    task_id: str,
+    root: Path,
+    network: dict[str, str],
+) -> TaskRun:
+    """What the Docker task runner does for a script task, with the container's paths mapped:
+    only the namespace files the task's include picks (Execution.namespace_files) in a fresh
+    working directory, the rendered env, then `/bin/sh -c` of beforeCommands + commands.
+    `network` is what the container can reach (fake APIs, the emulator): it wins over the
+    task's env."""
+    workdir, venv, home = root / "workdir", root / "opt-venv", root / "home"
+    for path in (workdir, home):
+        path.mkdir(parents=True)
+    for rel, content in execution.namespace_files(
+        task_id, store.files(execution.flow["namespace"])
+    ).items():
+        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / rel).write_bytes(content)
+    env = execution.task_env(task_id)
+    uv_cache = subprocess.run(
+        [str(UV_BIN / "uv"), "cache", "dir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env = {k: v.replace(UV_CACHE_IN_CONTAINER, uv_cache) for k, v in env.items()}
+    script = execution.script(task_id).replace(VENV_IN_CONTAINER, str(venv))
+    process_env = {
+        # The image's tools: uv (the same pinned version) first, then a Python 3.11.
+        "PATH": f"{UV_BIN}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "UV_PYTHON_DOWNLOADS": "never",
+        # The host's way out to PyPI (proxy, CA bundle), as the Docker daemon's would be.
+        **{k: v for k, v in os.environ.items() if HOST_NETWORK.search(k)},
+        # A fresh container: dlt's working directory starts empty.
+        "DLT_DATA_DIR": str(root / "dlt-data"),
+        **env,
+        **network,
+    }
+    result = subprocess.run(
+        ["/bin/sh", "-c", script],
+        cwd=workdir,
+        env=process_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return TaskRun(result, workdir, venv, process_env)
+
+
+# --- 7. every deployed flow's python tasks ---------------------------------------------------
+
+PYTHON_COMMANDS = "io.kestra.plugin.scripts.python.Commands"
+# Convention: a pipeline whose source package is `pipelines/dlt/<package>/` may ship a fake of
+# its API as `tests/<package>/fake_api.py` exposing `twin_env()`, a context manager that
+# serves a small world and yields the env a short load needs (base URL, what to load, ...).
+FAKE_API = "tests/{package}/fake_api.py"
+
+
+def rendered_flows(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Flow id -> flow, from the flows ConfigMap Flux applies (what the sync Job uploads)."""
+    flows: dict[str, dict[str, Any]] = {}
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "ConfigMap" and name.rsplit("-", 1)[0] == "pipelines-flows":
+            for text in (obj.get("data") or {}).values():
+                flow = yaml.safe_load(text)
+                flows[flow["id"]] = flow
+    return flows
+
+
+def deployed_flow(store: KestraStore, flow_id: str) -> dict[str, Any]:
+    for namespace in store.namespaces():
+        flows = store.flows(namespace)
+        if flow_id in flows:
+            return yaml.safe_load(flows[flow_id])
+    raise LookupError(f"{flow_id} was not deployed")
+
+
+def python_tasks(flow: dict[str, Any]) -> list[str]:
+    """The flow's python Commands tasks that run a script (`python x.py`, `python -m m`)."""
+    return [
+        task["id"]
+        for task in flow.get("tasks") or []
+        if task.get("type") == PYTHON_COMMANDS and validate_flows.python_runs(task.get("commands"))
+    ]
+
+
+def with_script_args(flow: dict[str, Any], task_id: str, *args: str) -> dict[str, Any]:
+    """The flow with `args` appended to each command of the task that runs python (the last
+    of a repeated flag wins in argparse: `--destination snowflake --destination duckdb`)."""
+    flow = copy.deepcopy(flow)
+    task = next(t for t in flow["tasks"] if t["id"] == task_id)
+    runs = {run.command for run in validate_flows.python_runs(task.get("commands"))}
+    task["commands"] = [
+        f"{line} {' '.join(args)}" if i in runs else line
+        for i, line in enumerate(task.get("commands") or [])
+    ]
+    return flow
+
+
+def started(flow: dict[str, Any], secrets: dict[str, str]) -> Execution:
+    """What the flow's Schedule trigger starts, or a manual run with the defaults."""
+    schedules = [t for t in flow.get("triggers") or [] if t["type"].endswith(".Schedule")]
+    if schedules:
+        return Execution.scheduled(flow, schedules[0]["id"], secrets)
+    return Execution.manual(flow, {}, secrets)
+
+
+def script_packages(flow: dict[str, Any], task_id: str, root: Path = ROOT) -> list[str]:
+    """Top-level local packages the task's script imports (validate_flows.local_imports)."""
+    code_dir = root / "pipelines" / "dlt"
+    task = next(t for t in flow["tasks"] if t["id"] == task_id)
+    packages: set[str] = set()
+    for run in validate_flows.python_runs(task.get("commands")):
+        if run.script and (code_dir / run.script).is_file():
+            for file in validate_flows.local_imports(code_dir / run.script):
+                rel = file.relative_to(code_dir)
+                if len(rel.parts) > 1:
+                    packages.add(rel.parts[0])
+    return sorted(packages)
+
+
+def fake_api(
+    flow: dict[str, Any], task_id: str, root: Path = ROOT
+) -> AbstractContextManager[dict[str, str]] | None:
+    """`twin_env()` of the first `tests/<package>/fake_api.py` among the packages the task's
+    script imports, or None."""
+    for package in script_packages(flow, task_id, root):
+        path = root / FAKE_API.format(package=package)
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"tests.{package}.fake_api", path)
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module.twin_env()
+    return None
+
+
+# Secrets whose value must be real for a run (a key the emulator accepts, its user...): the
+# caller gives them; every other key of the manifest gets a generated plain value.
+def secret_values(
+    real: dict[str, str], manifest: Path = validate_flows.SECRETS_MANIFEST
+) -> dict[str, str]:
+    names = validate_flows.deployed_secret_names(manifest) or set()
+    unknown = sorted(set(real) - names)
+    if unknown:
+        raise ValueError(f"values for {unknown}, which the manifest {manifest} does not have")
+
+    def generated(name: str) -> str:
+        slug = name.lower().replace("_", "-")
+        return f"https://{slug}.twin.example.invalid/" if name.endswith("_URL") else f"twin-{slug}"
+
+    return {name: real.get(name, generated(name)) for name in sorted(names)}
+
+
+def duckdb_rows(run: TaskRun) -> dict[str, int]:
+    """Rows per `schema.table` (dlt's own `_dlt_*` tables left out) of every DuckDB file the
+    run left in its working directory."""
+    import duckdb
+
+    rows: dict[str, int] = {}
+    for file in sorted(run.workdir.rglob("*.duckdb")):
+        with duckdb.connect(str(file), read_only=True) as con:
+            tables = con.execute(
+                "select table_schema, table_name from information_schema.tables "
+                "where table_name not like '\\_dlt%' escape '\\'"
+            ).fetchall()
+            for schema, table in tables:
+                (count,) = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()
+                rows[f"{schema}.{table}"] = count
+    return rows

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
 import monitoring
+from tests.conftest import ROOT
 
 DASHBOARD = ROOT / "k8s" / "monitoring" / "pipelines-dashboard.json"
 FLOW = ROOT / "pipelines" / "chess-kestra-dlt.yml"

@@ -10,17 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
 import monitoring
+from tests.conftest import ROOT
 
 RULES = ROOT / "k8s" / "monitoring" / "pipeline-rules.yaml"
 FLOW = 'namespace_id="chess.pipelines",flow_id="chess-kestra-dlt",tenant_id="main"'

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chess_com import _listed_months
+from chess_com.archives import _listed_months
 from chess_com.book import PlayerBook
 from chess_com.months import (
     SETTLE,

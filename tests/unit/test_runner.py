@@ -331,6 +331,19 @@ def test_a_second_pipeline_is_its_source_and_one_call(
     assert data["pipeline"] == "toy_numbers" and data["rows"] == {"numbers": 5}
 
 
+def test_a_dataset_named_like_the_duckdb_file_is_refused_before_any_extract(
+    toy_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's catalog is the file's name: dataset `toy_numbers` in toy_numbers.duckdb
+    would fail its first load after the whole extract (Binder Error: Ambiguous reference)."""
+    monkeypatch.setenv("TOY_DATASET", "toy_numbers")
+    built: list[int] = []
+    assert run_toy("--count", "3", built=built) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "dataset 'toy_numbers' is also the name of the DuckDB file toy_numbers.duckdb" in err
+    assert built == [] and not (toy_dir / "toy_numbers.duckdb").exists()
+
+
 def test_second_pipeline_config_errors_name_its_own_settings(
     toy_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

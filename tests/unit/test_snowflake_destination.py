@@ -125,7 +125,7 @@ def test_decoder_reads_snowflake_escapes_as_documented() -> None:
 
 def through_kestra(value: str) -> str:
     """The value as the flow's task sees `{{ secret('SNOWFLAKE_PRIVATE_KEY') }}`: base64 in the
-    Secret (README), decoded by open-source Kestra's SecretService (tests/kestra/twin.py)."""
+    Secret (k8s/README.md), decoded by open-source Kestra's SecretService (tests/kestra/twin.py)."""
     encoded = base64.b64encode(value.encode()).decode()
     return twin.kestra_secrets({"SECRET_SNOWFLAKE_PRIVATE_KEY": encoded})["SNOWFLAKE_PRIVATE_KEY"]
 

@@ -4,7 +4,7 @@
 # as an unprivileged user, which Ubuntu 24.04 (GitHub's ubuntu-24.04 runner) restricts with
 # AppArmor (kernel.apparmor_restrict_unprivileged_userns=1). kind's nodes are containers on
 # this kernel, so the setting is the runner's. Kestra's docker-compose-dind.yml gives the
-# same fix for Ubuntu 24.04 hosts; production nodes need it too (README, "Deploy with Flux").
+# same fix for Ubuntu 24.04 hosts; production nodes need it too (k8s/README.md, "Prerequisites").
 #
 #   tools/e2e/allow-userns.sh
 set -euo pipefail

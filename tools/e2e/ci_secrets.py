@@ -7,7 +7,7 @@
                                          when that file exists, else a generated test value
 
 Used by the e2e workflow (.github/workflows/e2e.yml) and by tests/k8s/test_sops.py, which
-then run the README's `sops --encrypt --in-place` (tools/e2e/encrypt-secrets.sh). `fill`
+then run k8s/README.md's `sops --encrypt --in-place` (tools/e2e/encrypt-secrets.sh). `fill`
 edits the files as a person with an editor would: only placeholder values change, comments
 and key order stay. A value keeps its placeholder's encoding: where the placeholder is
 base64 (`kestra-secrets`, read by Kestra as base64), the test value is base64 too.
@@ -28,7 +28,7 @@ from pathlib import Path
 import pyrage
 import yaml
 
-# The Secret files README "Deploy with Flux → 2. Secrets" asks to fill and encrypt.
+# The Secret files k8s/README.md "2. Secrets" asks to fill and encrypt.
 SECRET_FILES = "k8s/infrastructure/production/*.sops.yaml"
 PLACEHOLDER = "CHANGE_ME"
 PLACEHOLDER_B64 = base64.b64encode(PLACEHOLDER.encode()).decode()

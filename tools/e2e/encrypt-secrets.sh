@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README "Deploy with Flux -> 2. Secrets", run on a copy of the repository: put the age
+# k8s/README.md "2. Secrets", run on a copy of the repository: put the age
 # recipient into .sops.yaml, then `sops --encrypt --in-place` each Secret file.
 #
 #   tools/e2e/encrypt-secrets.sh TREE AGE_RECIPIENT

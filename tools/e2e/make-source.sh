@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tree Flux gets in CI: the commit under test (git archive: tracked files only) with its
-# Secrets filled with test values and encrypted for a new throwaway age key, i.e. README
-# "Deploy with Flux -> 2. Secrets" done by the job. The age identity is written to
+# Secrets filled with test values and encrypted for a new throwaway age key, i.e. k8s/README.md
+# "2. Secrets" done by the job. The age identity is written to
 # IDENTITY_FILE (0600) for the cluster's `sops-age` Secret; it never leaves the runner.
 #
 #   tools/e2e/make-source.sh SOURCE_DIR IDENTITY_FILE [VALUES_DIR]

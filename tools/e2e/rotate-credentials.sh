@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proves that a changed Secret restarts Kestra and re-runs the sync: README step 2 done again
+# Proves that a changed Secret restarts Kestra and re-runs the sync: k8s/README.md step 2 done again
 # for kestra-basic-auth only (a new pair, encrypted for the same age recipient), pushed as a
 # new source; then Kestra's pod template must carry a new `secrets-revision`, a new pod must
 # be Ready, the sync Job must have been re-created and completed, and Kestra's API must accept

@@ -3,7 +3,9 @@ one flow namespace at a time, changing only what differs from git.
 
 Per namespace: (1) upload the namespace files that are new or whose content changed,
 (2) send every flow of the namespace (deleting the namespace's flows that left git), then
-(3) delete the namespace files that left git. Files before flows, so a new flow never runs
+(3) delete the namespace files that left git. Only namespaces the plan marks `code` (a flow
+of theirs reads namespace files) get files; in any other (the `system` alerting flow's)
+the sync sends the flows and never lists, uploads or deletes a file. Files before flows, so a new flow never runs
 old code; deletions last, so an old flow never loses a file while it is still deployed.
 An unchanged file is never re-uploaded: Kestra keeps every upload as a new revision
 (core/.../storages/InternalNamespace.java putFile: version + 1, a new `.vN` object), and the
@@ -147,21 +149,27 @@ def quote(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")
 
 
-def read_plan(plan: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """sync-plan.tsv -> (namespace -> flow keys, stored path -> file key)."""
+def read_plan(plan: Path) -> tuple[dict[str, list[str]], dict[str, str], set[str]]:
+    """sync-plan.tsv -> (namespace -> flow keys, stored path -> file key, namespaces that
+    get the files)."""
     flows: dict[str, list[str]] = {}
     files: dict[str, str] = {}
+    code: set[str] = set()
     for line in plan.read_text().splitlines():
         if not line or line.startswith("#"):
             continue
-        kind, first, second = line.split("\t")
-        if kind == "flow":
-            flows.setdefault(first, []).append(second)
-        elif kind == "file":
-            files["/" + second] = first
+        kind, *fields = line.split("\t")
+        if kind == "flow" and len(fields) == 2:
+            flows.setdefault(fields[0], []).append(fields[1])
+        elif kind == "file" and len(fields) == 2:
+            files["/" + fields[1]] = fields[0]
+        elif kind == "code" and len(fields) == 1:
+            code.add(fields[0])
         else:
-            raise SyncError(f"unknown line in {plan}: {kind}")
-    return flows, files
+            raise SyncError(f"unknown line in {plan}: {line!r}")
+    if code - set(flows):
+        raise SyncError(f"{plan}: code for namespaces without flows: {sorted(code - set(flows))}")
+    return flows, files, code
 
 
 def wait_for_api(api: Api, seconds: float) -> None:
@@ -183,12 +191,22 @@ def wait_for_api(api: Api, seconds: float) -> None:
 
 
 def sync_namespace(
-    api: Api, namespace: str, flow_keys: list[str], files: dict[str, str], env: dict[str, Path]
+    api: Api,
+    namespace: str,
+    flow_keys: list[str],
+    files: dict[str, str] | None,
+    env: dict[str, Path],
 ) -> None:
+    """`files` None: the namespace gets no code, its namespace files are left as they are."""
     base = api.tenant_path(f"/namespaces/{quote(namespace)}/files")
-    stored = {
-        "/" + p.lstrip("/") for p in json.loads(api.ok("GET", base + "/search", query={"q": "/"}))
-    }
+    code = files is not None
+    if files is None:
+        files, stored = {}, set()
+    else:
+        stored = {
+            "/" + p.lstrip("/")
+            for p in json.loads(api.ok("GET", base + "/search", query={"q": "/"}))
+        }
     uploaded = unchanged = 0
     for path, key in sorted(files.items()):
         content = (env["files"] / key).read_bytes()
@@ -221,6 +239,11 @@ def sync_namespace(
         api.ok("DELETE", base, query={"path": path})
         print(f"sync: {namespace}: deleted {path} (not in git)")
         deleted += 1
+    if not code:
+        print(
+            f"sync: {namespace}: {len(flow_keys)} flow(s); no namespace files (no flow reads any)"
+        )
+        return
     print(
         f"sync: {namespace}: {len(flow_keys)} flow(s); files: {uploaded} uploaded, "
         f"{unchanged} unchanged, {deleted} deleted"
@@ -271,10 +294,12 @@ def main() -> int:
         return 2
     api = Api(os.environ["KESTRA_URL"], os.environ.get("KESTRA_TENANT", "main"), username, password)
     try:
-        flows, files = read_plan(env["plan"])
+        flows, files, code = read_plan(env["plan"])
         wait_for_api(api, float(os.environ.get("SYNC_WAIT_S", "300")))
         for namespace in sorted(flows):
-            sync_namespace(api, namespace, flows[namespace], files, env)
+            sync_namespace(
+                api, namespace, flows[namespace], files if namespace in code else None, env
+            )
     except Unauthorized:
         print(f"sync: 401 Unauthorized: {explain_401(api)}.", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ One player's entry, whatever the length of their history:
 dlt writes the whole pipeline state as one new `_dlt_pipeline_state` row whenever anything
 in it changed, so a day with one new game anywhere rewrites all of it. Settled months are
 kept as ranges for that reason: at 1,000 players x 10 years the row is ~0.1 MB instead of
-3.7 MB with an entry per month (README, "Benchmark"). The state stays in dlt's state,
+3.7 MB with an entry per month (bench/README.md). The state stays in dlt's state,
 committed atomically with the load: a month is final only once its games are loaded.
 
 A state written before this shape (every month under "months" with a "final" flag, the

@@ -19,7 +19,7 @@ integer beyond 64 bits. So the types are decided here, before dlt sees a row:
 - Lists are left to dlt, which makes child tables of them.
 
 `ColumnTypes.arrow_table` shapes a batch column by column (the backfill's fast path, as
-fast as before: README "Benchmark"); `ColumnTypes.rows` shapes dict rows the same way.
+fast as before: bench/README.md); `ColumnTypes.rows` shapes dict rows the same way.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ objects are flattened here into the very columns dlt would make (`white__rating`
 `accuracies__white`, ...), and each batch's values are placed in columns of one type by
 `columns.ColumnTypes` (a value of another type goes to a variant column, never cast), so a
 month's games can go to dlt as one Arrow table: no row-by-row normalize for a
-million-game backfill (README, "Benchmark"), and every served value kept.
+million-game backfill (bench/README.md), and every served value kept.
 
-The data contract (README, "Schema evolution"): the fields declared in the models below
+The data contract (pipelines/chess_com.md, "Schema evolution"): the fields declared in the models below
 are frozen: a record whose key, times or sides break them is not loaded and is reported
 with its player, month, field and value (the month is fetched again next run). Every
 other field evolves: new fields become new columns, a changed type a variant column.
@@ -76,7 +76,7 @@ ARCHIVE_COLUMNS: TTableSchemaColumns = {
     "final": {"data_type": "bool"},
 }
 
-# dlt's contract for every table (README, "Schema evolution"): everything evolves at
+# dlt's contract for every table (pipelines/chess_com.md, "Schema evolution"): everything evolves at
 # dlt's level, because `columns` has already put each value in a column of its type; what
 # is frozen is frozen per field, by the models below. Not "freeze" on data types: dlt
 # compares hints such as `nullable` under it too, and a stored schema from an older

@@ -69,7 +69,7 @@ class RunReport:
     unavailable: set[str] = field(default_factory=set)
     # What this run already asked for or settled, across its loads: ("profile", player),
     # ("stats_of", player), ("archives", player), ("games", player, "YYYY/MM"). A further
-    # load of a backfill asks only for the rest (README "Benchmark": a 1,000-player club
+    # load of a backfill asks only for the rest (bench/README.md: a 1,000-player club
     # from nothing made 33,600 requests in 12 loads, 27,600 of them asked again).
     handled: set[tuple[str, ...]] = field(default_factory=set)
     # Months left for a further load by the games budget of this one (see Backfill).

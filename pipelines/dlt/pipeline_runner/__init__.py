@@ -1,18 +1,15 @@
 """Shared CLI plumbing for the pipelines under pipelines/dlt/.
 
 A pipeline script is its source plus one call (the dash in `dlt-<name>.py` keeps scripts
-unimportable; this package is what they share)::
+unimportable; this package is what they share). `python pipelines/dlt/dlt-<name>.py` puts
+the script's directory first on `sys.path`, so the packages beside it import as they are,
+and `run_pipeline` reads the `.dlt/` beside it (unless `DLT_PROJECT_DIR` is set), from
+whichever directory it is run::
 
-    import os
     import sys
-    from pathlib import Path
 
-    HERE = Path(__file__).resolve().parent
-    sys.path.insert(0, str(HERE))  # the packages beside the script
-    os.environ.setdefault("DLT_PROJECT_DIR", str(HERE))  # read pipelines/dlt/.dlt/ from anywhere
-
-    from leaderboards import leaderboards  # noqa: E402  (your dlt source)
-    from pipeline_runner import PipelineArguments, run_pipeline  # noqa: E402
+    from leaderboards import leaderboards  # your dlt source, pipelines/dlt/leaderboards/
+    from pipeline_runner import PipelineArguments, run_pipeline
 
 
     def add_arguments(args: PipelineArguments) -> None:
@@ -49,6 +46,8 @@ argv=None) -> int` gives every pipeline:
   the destination (Snowflake credentials/key/account, the DuckDB file's directory, and
   the file itself: not a DuckDB database or unreadable, exit 2; locked by another
   process, exit 3 naming its pid), the `--summary-json` directory.
+- dlt's settings from the `.dlt/` beside the script that defines `build_source`
+  (`DLT_PROJECT_DIR` to read another; see `workdir.py`).
 - dlt's working directory `./.dlt-data/pipelines/<name>` (or `$DLT_DATA_DIR/pipelines`) and
   an exclusive lock on it: a second run exits 3 naming the holder (pid, host, start time).
 - Pending packages of a killed run are loaded first. A package that fails to normalize or

@@ -86,6 +86,24 @@ def duckdb_file(pipeline_name: str) -> Path:
     return Path.cwd() / f"{pipeline_name}.duckdb"
 
 
+def duckdb_dataset_clash(pipeline_name: str, dataset: str) -> str | None:
+    """What is wrong when the dataset is named like the DuckDB file, else None.
+
+    DuckDB names a file's catalog after the file: a dataset (schema) of the same name makes
+    every table reference ambiguous ("Binder Error: Ambiguous reference to catalog or
+    schema") and the first load fails after the whole extract."""
+    if os.environ.get(DUCKDB_ENV):
+        return None
+    catalog = duckdb_file(pipeline_name).stem
+    if dataset.lower() != catalog.lower():
+        return None
+    return (
+        f"dataset {dataset!r} is also the name of the DuckDB file {catalog}.duckdb: DuckDB "
+        "cannot tell the schema from the file's catalog; give the pipeline (run_pipeline "
+        "name=) or the dataset (--dataset) another name"
+    )
+
+
 def make_destination(name: str, pipeline_name: str, execution_id: str | None = None) -> Any:
     if name == "duckdb":
         if os.environ.get(DUCKDB_ENV):
@@ -154,7 +172,7 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
         raise DestinationError(
             "Snowflake is not set up for this pipeline (nothing was requested or loaded):\n  - "
             + "\n  - ".join(problems)
-            + f'\n  The setup is {BOOTSTRAP_SQL} (README, "Configure Snowflake").'
+            + f"\n  The setup is {BOOTSTRAP_SQL} (pipelines/snowflake.md)."
         )
 
 
@@ -295,7 +313,7 @@ def login_problem(exc: BaseException, credentials: Any) -> str:
             "Snowflake blocks single-factor password sign-ins "
             "(https://docs.snowflake.com/en/user-guide/security-mfa-rollout) and a TYPE = "
             "SERVICE user cannot log in with a password at all: use a key pair "
-            f"({SNOWFLAKE_ENV}PRIVATE_KEY, ..._PRIVATE_KEY_PASSPHRASE; {BOOTSTRAP_SQL}, README "
+            f"({SNOWFLAKE_ENV}PRIVATE_KEY, ..._PRIVATE_KEY_PASSPHRASE; {BOOTSTRAP_SQL}, pipelines/snowflake.md, "
             f'"Configure Snowflake"). If {SNOWFLAKE_ENV}PASSWORD holds a programmatic access '
             "token, check that it has not expired and that the user is subject to a network "
             "policy (required for a service user's token); otherwise the user or password is "

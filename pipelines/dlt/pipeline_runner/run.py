@@ -26,6 +26,7 @@ from .destination import (
     DestinationBusy,
     DestinationError,
     check_destination,
+    duckdb_dataset_clash,
     duckdb_problem,
     make_destination,
     missing_tables,
@@ -47,7 +48,7 @@ from .settings import (
 )
 from .stop import StopSignals, stop_dlt
 from .summary import LoadFailure, RunSummary, SourceReport, essence, peak_memory_mb
-from .workdir import PipelineBusy, RunLock, pipelines_dir
+from .workdir import PipelineBusy, RunLock, pipelines_dir, use_script_project_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 # 128 + the signal, as a shell reports a process ended by it (see `stop`).
@@ -78,6 +79,8 @@ def run_pipeline(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Run one pipeline from the command line; returns the exit code (see `EXIT_CODES`)."""
+    # First, before any dlt config is read: the script's .dlt/, wherever it is run from.
+    use_script_project_dir(build_source)
     _configure_logging()
     parser = argparse.ArgumentParser(description=description or None, epilog=EXIT_CODES)
     arguments = PipelineArguments(parser, env_prefix)
@@ -97,6 +100,9 @@ def run_pipeline(
         try:
             resolve_switches(arguments, namespace)
             options = run_options(namespace, env_prefix)
+            clash = options.destination == "duckdb" and duckdb_dataset_clash(name, options.dataset)
+            if clash:
+                raise UsageError(clash)
             check_runtime_settings()
             source = _build_source(build_source, namespace, usage_errors, section, arguments.flags)
             directory = pipelines_dir()

@@ -10,6 +10,13 @@ root): one directory for every checkout and every run on the machine, with no lo
   together. Inspect it from that directory with
   `DLT_DATA_DIR=.dlt-data dlt pipeline <name> info` (or `... trace`, `... load-package`).
 
+dlt reads `.dlt/config.toml` and `.dlt/secrets.toml` from its project directory,
+`$DLT_PROJECT_DIR` or else the current directory. A pipeline's settings live beside its
+script (`pipelines/dlt/.dlt/`), so unless `DLT_PROJECT_DIR` is set, the project directory
+is the directory of the script that defines `build_source`, if it has a `.dlt/`
+(`use_script_project_dir`): the script reads the same settings from whichever directory
+it is run.
+
 A run holds an exclusive `fcntl` lock on `<pipelines dir>/<name>.lock` from before it reads
 any state until it exits; the kernel drops the lock when the process dies (even on
 SIGKILL), so a lock is never stale. The file records the holder (pid, host, start time)
@@ -19,15 +26,48 @@ for the message a refused run prints.
 from __future__ import annotations
 
 import fcntl
+import inspect
 import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+from dlt.common.known_env import DLT_PROJECT_DIR
 
 LOCAL_DATA_DIR = ".dlt-data"
+SETTINGS_DIR = ".dlt"
+
+
+def use_script_project_dir(build_source: Callable[..., Any]) -> Path | None:
+    """Make the directory of the file defining `build_source` dlt's project directory
+    (where it reads `.dlt/`) when `DLT_PROJECT_DIR` is unset and that directory has a
+    `.dlt/`; returns the directory chosen, or None (dlt's own rule applies).
+
+    Call it before anything reads dlt config. dlt reads the TOML files when its run context
+    is first used (`dlt.current.run_context()`); a context already in use is given
+    providers for the new directory.
+    """
+    if os.environ.get(DLT_PROJECT_DIR):
+        return None
+    try:
+        script = inspect.getfile(inspect.unwrap(getattr(build_source, "func", build_source)))
+    except TypeError:  # a builtin or a callable object without a source file
+        return None
+    directory = Path(script).resolve().parent
+    if not (directory / SETTINGS_DIR).is_dir():
+        return None
+    os.environ[DLT_PROJECT_DIR] = str(directory)
+    container = Container()
+    if PluggableRunContext in container:
+        container[PluggableRunContext].reload_providers()
+    return directory
 
 
 def pipelines_dir() -> Path:

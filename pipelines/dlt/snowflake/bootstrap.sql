@@ -1,4 +1,4 @@
--- One-time Snowflake setup for the chess pipeline (README, "Configure Snowflake").
+-- One-time Snowflake setup for the chess pipeline (pipelines/snowflake.md).
 --
 -- Creates what the pipeline's preflight checks and its loads use: a database, a warehouse,
 -- the role CHESS_LOADER with USAGE on both and CREATE SCHEMA on the database (dlt creates
@@ -9,7 +9,7 @@
 -- SNOWFLAKE_USERNAME. Change them together.
 --
 -- Before running: replace <RSA_PUBLIC_KEY> with your public key, the base64 lines between
--- -----BEGIN PUBLIC KEY----- and -----END PUBLIC KEY----- of rsa_key.pub (README shows how
+-- -----BEGIN PUBLIC KEY----- and -----END PUBLIC KEY----- of rsa_key.pub (pipelines/snowflake.md shows how
 -- to make the pair). Run as a user holding SYSADMIN and USERADMIN/SECURITYADMIN (e.g.
 -- ACCOUNTADMIN). Re-running is safe (IF NOT EXISTS; GRANT is idempotent).
 --

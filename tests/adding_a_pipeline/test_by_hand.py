@@ -9,9 +9,9 @@ script runs locally against the fake API.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,9 +21,9 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import ROOT
 from tests.fake_chesscom import FakeChessCom, World
 from tests.kestra import twin
+from tests.repo_copy import changed, copy_checkout, git, makefile_recipe, run
 
 SOURCE = '''"""Chess.com player profiles, a toy pipeline: one resource, merged on player_id."""
 
@@ -55,12 +55,9 @@ SCRIPT = '''#!/usr/bin/env python
 """Load Chess.com profiles: python pipelines/dlt/dlt-profiles.py --destination duckdb"""
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pipeline_runner import run_pipeline  # noqa: E402
-from profiles import profiles  # noqa: E402
+from pipeline_runner import run_pipeline
+from profiles import profiles
 
 
 def add_arguments(args):
@@ -116,53 +113,44 @@ triggers:
     timezone: UTC
 """
 
+# The pipeline's fake API for the Kestra twin (tests/kestra/twin.py FAKE_API convention).
+FAKE_API = '''"""The profiles pipeline's fake API: the twin's short load on DuckDB."""
+
+from contextlib import contextmanager
+
+from tests.fake_chesscom import FakeChessCom, World
+
+
+@contextmanager
+def twin_env():
+    world = World(seed=3)
+    world.populate(["hikaru", "magnuscarlsen"], months=1, games_per_month=1)
+    with FakeChessCom(world) as api:
+        yield {"SOURCES__PROFILES__BASE_URL": api.base_url}
+'''
+
 NEW_FILES = {
     "pipelines/dlt/profiles/__init__.py": SOURCE,
     "pipelines/dlt/dlt-profiles.py": SCRIPT,
     "pipelines/profiles.yml": FLOW,
+    "tests/profiles/fake_api.py": FAKE_API,
 }
-
-
-def git(repo: Path, *args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
-    return out.stdout
 
 
 @pytest.fixture(scope="module")
 def repo() -> Iterator[Path]:
-    """A temp copy of this checkout as git would push it (uncommitted edits included)."""
+    """A temp copy of this checkout (traversable: the twin's sync Job runs as uid 1000)."""
     with twin.traversable_tmp("new-pipeline-") as copy:
-        names = git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
-        for name in filter(None, names.split("\0")):
-            if (ROOT / name).is_file():
-                (copy / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / name, copy / name)
-        git(copy, "init", "-q")
-        git(copy, "add", "-A")
-        git(copy, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "base")
+        copy_checkout(copy)
         for name, text in NEW_FILES.items():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             (copy / name).write_text(text)
         yield copy
 
 
-def tool(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args], cwd=repo, capture_output=True, text=True, timeout=120
-    )
-
-
-def makefile_recipe(target: str) -> list[str]:
-    """The commands of a Makefile target, with $(PY) as this interpreter."""
-    text = (ROOT / "Makefile").read_text()
-    match = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", text, re.M)
-    assert match, f"no `make {target}`"
-    return [line.strip().replace("$(PY) ", "") for line in match.group(1).splitlines()]
-
-
 def test_forgetting_the_regenerate_command_fails_make_test_naming_it(repo: Path) -> None:
     assert "tools/manifests.py check" in makefile_recipe("validate")
-    out = tool(repo, "tools/manifests.py", "check")
+    out = run(repo, "tools/manifests.py", "check")
     assert out.returncode == 1
     assert "run `make manifests`" in out.stderr
 
@@ -170,31 +158,41 @@ def test_forgetting_the_regenerate_command_fails_make_test_naming_it(repo: Path)
 @pytest.fixture(scope="module")
 def regenerated(repo: Path) -> Path:
     for command in makefile_recipe("manifests"):
-        out = tool(repo, *command.split())
+        out = run(repo, *command.split())
         assert out.returncode == 0, out.stderr
     return repo
 
 
 def test_only_pipelines_and_the_derived_files_change(regenerated: Path) -> None:
-    changed = git(regenerated, "status", "--porcelain", "--untracked-files=all").splitlines()
-    paths = sorted(line[3:] for line in changed)
+    paths = changed(regenerated)
     outside = [p for p in paths if not p.startswith("pipelines/")]
     assert outside == [
         "k8s/apps/pipelines/kustomization.yaml",
         "k8s/apps/pipelines/sync-plan.tsv",
         # its schedule gets its own alert rules (tools/monitoring.py)
         "k8s/monitoring/pipeline-rules.yaml",
+        # its own tests: the fake API the Kestra twin loads from
+        "tests/profiles/fake_api.py",
     ]
-    assert sorted(p for p in paths if p.startswith("pipelines/")) == sorted(NEW_FILES)
-    assert tool(regenerated, "tools/manifests.py", "check").returncode == 0
-    assert tool(regenerated, "tools/monitoring.py", "check").returncode == 0
+    assert sorted(p for p in paths if p.startswith("pipelines/")) == sorted(
+        n for n in NEW_FILES if n.startswith("pipelines/")
+    )
+    assert run(regenerated, "tools/manifests.py", "check").returncode == 0
+    assert run(regenerated, "tools/monitoring.py", "check").returncode == 0
 
 
 def test_the_new_flow_validates(regenerated: Path) -> None:
-    out = tool(regenerated, "tools/validate_flows.py", "pipelines/")
+    out = run(regenerated, "tools/validate_flows.py", "pipelines/")
     assert out.returncode == 0, out.stdout + out.stderr
+    # The copy's flows before the new one (its base commit), plus the one added.
+    before = [
+        name
+        for name in git(regenerated, "ls-tree", "--name-only", "HEAD", "pipelines/").split()
+        if name.endswith(".yml")
+    ]
+    added = [n for n in NEW_FILES if n.startswith("pipelines/") and n.endswith(".yml")]
     flows = len(list((regenerated / "pipelines").glob("*.yml")))
-    assert flows == 2
+    assert flows == len(before) + len(added) >= 2
     assert f"{flows} flow(s) checked, 0 violation(s)" in out.stderr
 
 
@@ -264,9 +262,6 @@ def test_the_new_script_runs_locally(regenerated: Path, tmp_path: Path) -> None:
 
 def test_the_generic_checks_pass_with_two_pipelines(regenerated: Path) -> None:
     """Checks that hold for every flow, run in the copy: none assumes a single pipeline."""
-    for env in (".venv-tools", ".venv-ops"):  # tools the checks need, as `make install` left them
-        if (ROOT / env).exists() and not (regenerated / env).exists():
-            (regenerated / env).symlink_to(ROOT / env)
     checks = ["tests/flows", "tests/test_pins.py", "tests/k8s/test_manifests.py"]
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *checks],
@@ -277,3 +272,57 @@ def test_the_generic_checks_pass_with_two_pipelines(regenerated: Path) -> None:
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert re.search(r"\d+ passed", out.stdout) and "failed" not in out.stdout
+
+
+def without_include(flow: dict, pattern: str) -> dict:
+    flow = copy.deepcopy(flow)
+    flow["tasks"][0]["namespaceFiles"]["include"].remove(pattern)
+    return flow
+
+
+def test_a_flow_missing_its_package_fails_make_validate_naming_it(regenerated: Path) -> None:
+    broken = regenerated / "broken.yml"
+    broken.write_text(yaml.safe_dump(without_include(yaml.safe_load(FLOW), "profiles/**")))
+    try:
+        out = run(regenerated, "tools/validate_flows.py", str(broken))
+    finally:
+        broken.unlink()
+    assert out.returncode == 1
+    assert "[namespace-files-imports]" in out.stdout
+    assert "package 'profiles'" in out.stdout and "add 'profiles/**'" in out.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="needs root")
+def test_the_twin_runs_the_new_flow_and_catches_a_missed_include(regenerated: Path) -> None:
+    """The twin's generic cases (tests/kestra/test_execution.py) on the copy: the new flow's
+    task starts from only its picked files (`--help`), loads from its fake API into DuckDB,
+    and, with `profiles/**` left out of its include, fails as Kestra would."""
+    objects = twin.kustomize(regenerated / "k8s" / "apps" / "production") + twin.kustomize(
+        regenerated / "k8s" / "infrastructure" / "production"
+    )
+    manifest = regenerated / "k8s" / "infrastructure" / "production" / "kestra-secrets.sops.yaml"
+    secrets = twin.kestra_secrets(twin.server_env_from(objects, twin.secret_values({}, manifest)))
+    with twin.traversable_tmp("new-pipeline-twin-") as work:
+        sync = twin.run_sync(twin.with_credentials(objects, *twin.TEST_CREDENTIALS), work / "sync")
+        assert sync.ok, sync.result.stderr
+        assert "chess-profiles" in twin.rendered_flows(objects)
+        flow = twin.deployed_flow(sync.store, "chess-profiles")
+        assert twin.python_tasks(flow) == ["load"]
+
+        def execute(flow: dict, name: str, network: dict | None = None, *args: str):
+            execution = twin.started(twin.with_script_args(flow, "load", *args), secrets)
+            return twin.run_task(execution, sync.store, "load", work / name, network or {})
+
+        ok = execute(flow, "help", None, "--help")
+        assert ok.result.returncode == 0, ok.output
+        assert "--players" in ok.result.stdout
+        missed = execute(without_include(flow, "profiles/**"), "missed", None, "--help")
+        assert missed.result.returncode == 1, missed.output
+        assert "ModuleNotFoundError: No module named 'profiles'" in missed.result.stderr
+
+        fake = twin.fake_api(flow, "load", regenerated)
+        assert fake is not None
+        with fake as network:
+            loaded = execute(flow, "load", network, "--destination", "duckdb")
+        assert loaded.result.returncode == 0, loaded.output
+        assert twin.duckdb_rows(loaded)["profiles.player_profiles"] == 2
