@@ -81,7 +81,7 @@ if __name__ == "__main__":
 '''
 
 FLOW = """id: chess-profiles
-namespace: chess.profiles
+namespace: profiles.pipelines
 description: Weekly Chess.com profiles of a few players (the pipeline-adding example).
 labels:
   owner: data-platform
@@ -206,7 +206,7 @@ def test_the_rendered_apps_path_carries_the_new_pipeline(regenerated: Path) -> N
     assert data["pipelines-flows"]["profiles.yml"] == FLOW
     assert data["pipelines-code"]["profiles.__init__.py"] == SOURCE
     assert data["pipelines-code"]["dlt-profiles.py"] == SCRIPT
-    assert "flow\tchess.profiles\tprofiles.yml" in data["pipelines-sync"]["sync-plan.tsv"]
+    assert "flow\tprofiles.pipelines\tprofiles.yml" in data["pipelines-sync"]["sync-plan.tsv"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="needs root")
@@ -218,10 +218,10 @@ def test_the_sync_pushes_it_into_its_own_namespace(regenerated: Path) -> None:
         # The committed basic-auth pair is a placeholder Kestra refuses (tests/kestra/test_sync.py).
         sync = twin.run_sync(twin.with_credentials(objects, *twin.TEST_CREDENTIALS), work)
         assert sync.ok, sync.result.stderr + str(sync.error)
-        assert "chess.profiles" in sync.store.namespaces()
-        (flow_source,) = sync.store.flows("chess.profiles").values()
+        assert "profiles.pipelines" in sync.store.namespaces()
+        (flow_source,) = sync.store.flows("profiles.pipelines").values()
         assert yaml.safe_load(flow_source)["triggers"][0]["cron"] == "0 7 * * 1"
-        files = sync.store.files("chess.profiles")
+        files = sync.store.files("profiles.pipelines")
         assert files["/profiles/__init__.py"] == SOURCE.encode()
         execution = twin.Execution.scheduled(yaml.safe_load(flow_source), "weekly", {})
         picked = execution.namespace_files("load", files)

@@ -9,19 +9,16 @@ import base64
 import copy
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import manifests
 from tests.conftest import ROOT
 from tests.kestra import fake_kestra_api, twin
 from tests.kestra.test_kestra_files import java
-
-sys.path.insert(0, str(ROOT / "tools"))
-import manifests
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 and not os.environ.get("CI"),
