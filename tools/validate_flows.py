@@ -913,6 +913,11 @@ def task_import_violations(
     violations: list[Violation] = []
     flow_id = flow.get("id", "<flow>")
 
+    def flag(where: str, message: str) -> None:
+        violations.append(
+            Violation(doc.file, doc.line_of(where), where, "namespace-files-imports", message)
+        )
+
     def tasks(items: Any, path: str) -> Iterator[tuple[dict[str, Any], str]]:
         for i, item in enumerate(items if isinstance(items, list) else []):
             if isinstance(item, dict):
@@ -935,16 +940,10 @@ def task_import_violations(
                 if run.script is not None:
                     script = code_dir / run.script
                     if not script.is_file():
-                        violations.append(
-                            Violation(
-                                doc.file,
-                                doc.line_of(where),
-                                where,
-                                "namespace-files-imports",
-                                f"flow {flow_id!r}, task {task.get('id')!r} runs "
-                                f"{run.script!r}, which is not a file under "
-                                f"{display(code_dir)}/",
-                            )
+                        flag(
+                            where,
+                            f"flow {flow_id!r}, task {task.get('id')!r} runs "
+                            f"{run.script!r}, which is not a file under {display(code_dir)}/",
                         )
                         continue
                     needed = local_imports(script)
@@ -986,26 +985,10 @@ def task_import_violations(
                                 f"flow {flow_id!r}, task {task.get('id')!r} runs {hint!r}, "
                                 f"not picked by namespaceFiles.include{why}: add {hint!r}"
                             )
-                    violations.append(
-                        Violation(
-                            doc.file,
-                            doc.line_of(at),
-                            at,
-                            "namespace-files-imports",
-                            message,
-                        )
-                    )
+                    flag(at, message)
                 config = config_violation(task, files, code_dir, include, exclude, enabled)
                 if config:
-                    violations.append(
-                        Violation(
-                            doc.file,
-                            doc.line_of(at),
-                            at,
-                            "namespace-files-imports",
-                            f"flow {flow_id!r}, task {task.get('id')!r}: {config}",
-                        )
-                    )
+                    flag(at, f"flow {flow_id!r}, task {task.get('id')!r}: {config}")
     return violations
 
 

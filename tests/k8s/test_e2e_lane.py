@@ -362,8 +362,15 @@ def test_check_passes_when_kestra_holds_git_and_posts_the_schedule_inputs(
     deploy_as_git_says(fake, the_plan)
     out = run_check(url, the_plan, tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    flows = [(ns, f) for ns, w in the_plan["namespaces"].items() for f in w["flows"]]
-    assert [(ns, fid) for ns, fid, _, _ in fake.posted] == flows
+    scheduled = [
+        (ns, fid)
+        for ns, wanted in the_plan["namespaces"].items()
+        for fid in wanted["flows"]
+        if any(t["type"].endswith("trigger.Schedule") for t in fake.flows[ns][fid]["triggers"])
+    ]
+    # every scheduled flow is started; the alerting flow (a Flow trigger only) is not
+    assert scheduled and [(ns, fid) for ns, fid, _, _ in fake.posted] == scheduled
+    assert ("system", "alert-pipeline-failures") not in [p[:2] for p in fake.posted]
     ns, fid, body, ctype = fake.posted[0]
     schedule = next(
         t for t in fake.flows[ns][fid]["triggers"] if t["type"].endswith("trigger.Schedule")
