@@ -17,7 +17,20 @@ import new_pipeline
 from tests.conftest import ROOT
 from tests.repo_copy import changed, copy_checkout, makefile_recipe, run
 
-NAME = "weather"
+
+def free_name(base: str = "weather") -> str:
+    """`weather`, or `weather2`, ... if the repository already has one (a pipeline a user
+    scaffolded under that name must not break this test)."""
+    for suffix in ["", *map(str, range(2, 100))]:
+        try:
+            new_pipeline.check_name(base + suffix, ROOT)
+        except new_pipeline.ScaffoldError:
+            continue
+        return base + suffix
+    raise AssertionError("no free name")
+
+
+NAME = free_name()
 # pytest in the copy, one process (the copy's own tests, its pyproject's settings)
 PYTEST = [sys.executable, "-m", "pytest", "-v", "-n", "0", "-p", "no:cacheprovider"]
 WRITTEN = sorted(str(path) for path in new_pipeline.planned_files(NAME))
@@ -72,11 +85,11 @@ def test_it_writes_the_pipeline_and_its_derived_files_only(scaffolded: tuple[Pat
     )
     assert all(path in said for path in WRITTEN)
     secrets = yaml.safe_load((repo / new_pipeline.SECRETS_MANIFEST).read_text())["stringData"]
-    assert secrets["WEATHER_API_KEY"] == new_pipeline.PLACEHOLDER
-    flow = yaml.safe_load((repo / "pipelines/weather.yml").read_text())
-    assert (flow["id"], flow["namespace"]) == ("weather", "weather.pipelines")
+    assert secrets[f"{NAME.upper()}_API_KEY"] == new_pipeline.PLACEHOLDER
+    flow = yaml.safe_load((repo / f"pipelines/{NAME}.yml").read_text())
+    assert (flow["id"], flow["namespace"]) == (NAME, f"{NAME}.pipelines")
     assert flow["triggers"][0]["cron"] == "0 * * * *"
-    assert "weather.pipelines" in (repo / "k8s/monitoring/pipeline-rules.yaml").read_text()
+    assert f"{NAME}.pipelines" in (repo / "k8s/monitoring/pipeline-rules.yaml").read_text()
 
 
 @pytest.mark.e2e
@@ -84,7 +97,7 @@ def test_a_second_scaffold_of_the_same_name_is_refused(scaffolded: tuple[Path, s
     repo, _ = scaffolded
     out = run(repo, "tools/new_pipeline.py", NAME)
     assert out.returncode == 2
-    assert "NAME='weather' is taken" in out.stderr
+    assert f"NAME={NAME!r} is taken" in out.stderr
 
 
 @pytest.mark.e2e
@@ -106,7 +119,7 @@ def test_its_tests_and_the_generic_checks_pass_untouched(scaffolded: tuple[Path,
     """Its own tests (unit and the script end to end against its fake API, into DuckDB) and
     the checks that hold for every flow: pins, secrets, include patterns, manifests."""
     repo, _ = scaffolded
-    checks = ["tests/weather", "tests/flows", "tests/test_pins.py", "tests/k8s/test_manifests.py"]
+    checks = [f"tests/{NAME}", "tests/flows", "tests/test_pins.py", "tests/k8s/test_manifests.py"]
     out = subprocess.run(
         [*PYTEST, *checks],
         cwd=repo,
@@ -116,7 +129,7 @@ def test_its_tests_and_the_generic_checks_pass_untouched(scaffolded: tuple[Path,
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert " SKIPPED" not in out.stdout and " FAILED" not in out.stdout, out.stdout[-3000:]
-    own = re.findall(r"^tests/weather/test_weather\.py::(\w+) PASSED", out.stdout, re.M)
+    own = re.findall(rf"^tests/{NAME}/test_{NAME}\.py::(\w+) PASSED", out.stdout, re.M)
     assert len(own) == 3 and "test_the_script_loads_then_merges_what_changed" in own, own
 
 
@@ -128,12 +141,12 @@ def test_the_kestra_twin_runs_its_flow_untouched(scaffolded: tuple[Path, str]) -
     (`twin_env()`) into DuckDB."""
     repo, _ = scaffolded
     out = subprocess.run(
-        [*PYTEST, "tests/kestra/test_execution.py", "-k", "every_python_task and weather"],
+        [*PYTEST, "tests/kestra/test_execution.py", "-k", f"every_python_task and {NAME}"],
         cwd=repo,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    passed = re.findall(r"::(test_every_python_task\w+)\[weather\.load\] PASSED", out.stdout)
+    passed = re.findall(rf"::(test_every_python_task\w+)\[{NAME}\.load\] PASSED", out.stdout)
     assert len(passed) == 2, out.stdout[-3000:]

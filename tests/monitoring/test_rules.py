@@ -40,9 +40,19 @@ def promtool() -> str:
     return path
 
 
+def spec() -> dict[str, Any]:
+    """The rules as generated, less the per-flow rules of the other scheduled flows (each
+    pipeline added gets its own; the cases below are the chess flow's)."""
+    generated = yaml.safe_load(RULES.read_text())["spec"]
+    for group in generated["groups"]:
+        group["rules"] = [
+            r for r in group["rules"] if r.get("labels", {}).get("flow_id") in (None, CHESS.flow_id)
+        ]
+    return generated
+
+
 def alerts() -> dict[str, dict[str, Any]]:
-    spec = yaml.safe_load(RULES.read_text())["spec"]
-    return {r["alert"]: r for g in spec["groups"] for r in g["rules"]}
+    return {r["alert"]: r for g in spec()["groups"] for r in g["rules"]}
 
 
 def flat(*segments: tuple[float, int]) -> str:
@@ -230,9 +240,8 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
 
 
 def run_promtool(tmp_path: Path, name: str, case: str) -> subprocess.CompletedProcess[str]:
-    spec = yaml.safe_load(RULES.read_text())["spec"]
     rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump(spec))
+    rules.write_text(yaml.safe_dump(spec()))
     (label, series, minute, expected) = next(c for c in CASES[name] if c[0] == case)
     test = {
         "rule_files": [str(rules)],
@@ -265,6 +274,10 @@ def test_alert(tmp_path: Path, name: str, case: str) -> None:
 
 def test_promtool_accepts_the_rules_file(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump(yaml.safe_load(RULES.read_text())["spec"]))
+    generated = yaml.safe_load(RULES.read_text())["spec"]
+    rules.write_text(yaml.safe_dump(generated))
+    count = sum(len(group["rules"]) for group in generated["groups"])
     out = subprocess.run([promtool(), "check", "rules", str(rules)], capture_output=True, text=True)
-    assert out.returncode == 0 and "SUCCESS: 6 rules found" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and f"SUCCESS: {count} rules found" in out.stdout, (
+        out.stdout + out.stderr
+    )
