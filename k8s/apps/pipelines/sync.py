@@ -3,10 +3,11 @@ one flow namespace at a time, changing only what differs from git.
 
 Per namespace: (1) upload the namespace files that are new or whose content changed,
 (2) send every flow of the namespace (deleting the namespace's flows that left git), then
-(3) delete the namespace files that left git. Only namespaces the plan marks `code` (a flow
-of theirs reads namespace files) get files; in any other (the `system` alerting flow's)
-the sync sends the flows and never lists, uploads or deletes a file. Files before flows, so a new flow never runs
+(3) delete the namespace files that left git. Files before flows, so a new flow never runs
 old code; deletions last, so an old flow never loses a file while it is still deployed.
+Only namespaces the plan marks `code` (a flow of theirs reads namespace files) get files;
+in any other (the `system` alerting flow's) the sync sends the flows and never lists,
+uploads or deletes a file.
 An unchanged file is never re-uploaded: Kestra keeps every upload as a new revision
 (core/.../storages/InternalNamespace.java putFile: version + 1, a new `.vN` object), and the
 namespace is never empty, as it was with `kestra namespace files update --delete` (which
