@@ -21,6 +21,8 @@ import duckdb
 import pytest
 import yaml
 
+import new_pipeline
+from tests.conftest import ROOT
 from tests.fake_chesscom import FakeChessCom, World
 from tests.kestra import twin
 from tests.repo_copy import changed, copy_checkout, git, makefile_recipe, run
@@ -89,7 +91,7 @@ labels:
 tasks:
   - id: load
     type: io.kestra.plugin.scripts.python.Commands
-    containerImage: ghcr.io/astral-sh/uv:0.13.9-python3.11-bookworm-slim
+    containerImage: IMAGE
     namespaceFiles:
       enabled: true
       include:
@@ -111,7 +113,7 @@ triggers:
     type: io.kestra.plugin.core.trigger.Schedule
     cron: "0 7 * * 1"
     timezone: UTC
-"""
+""".replace("IMAGE", new_pipeline.container_image(ROOT))  # the pins, one copy
 
 # The pipeline's fake API for the Kestra twin (tests/kestra/twin.py FAKE_API convention).
 FAKE_API = '''"""The profiles pipeline's fake API: the twin's short load on DuckDB."""

@@ -566,7 +566,8 @@ PROPOSED_DEFAULTS = [
     {
         "type": "io.kestra.plugin.scripts.python.Commands",
         "values": {
-            "containerImage": "ghcr.io/astral-sh/uv:0.13.9-python3.11-bookworm-slim",
+            # the pin's copy in the flow (tests/test_pins.py checks it), not another copy
+            "containerImage": task(real_flow())["containerImage"],
             "taskRunner": {
                 "type": "io.kestra.plugin.scripts.runner.docker.Docker",
                 "pullPolicy": "IF_NOT_PRESENT",
