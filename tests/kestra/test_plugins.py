@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+import validate_flows
 from tests.conftest import ROOT
 from tests.kestra import twin
 
@@ -168,7 +169,7 @@ def test_production_kestra_sets_no_plugin_defaults(flux_objects) -> None:
 def test_ci_plugin_defaults_add_the_e2e_network_and_keep_the_flows_env() -> None:
     defaults = twin.global_plugin_defaults(twin.kustomize(CI_INFRASTRUCTURE))
     task = load_task()
-    env = twin.apply_plugin_defaults(task, defaults)["env"]
+    env = validate_flows.apply_plugin_defaults(task, defaults)["env"]
     assert set(env) == set(task["env"]) | E2E_NETWORK
     assert {k: env[k] for k in task["env"]} == task["env"], "the flow's own env wins"
     assert env["SOURCES__CHESS__BASE_URL"].startswith("http://fake-chesscom.chess-e2e.svc")
@@ -186,7 +187,7 @@ def test_plugin_defaults_follow_kestras_merge() -> None:
     }
     forced = {**soft, "forced": True}
     other = {"type": "io.kestra.plugin.core", "values": {"env": {"C": "d"}}}
-    assert twin.apply_plugin_defaults(task, [soft, other]) == {
+    assert validate_flows.apply_plugin_defaults(task, [soft, other]) == {
         **task, "env": {"A": "task", "B": "d"}, "x": [1, 2],
     }  # fmt: skip
-    assert twin.apply_plugin_defaults(task, [forced])["env"] == {"A": "d", "B": "d"}
+    assert validate_flows.apply_plugin_defaults(task, [forced])["env"] == {"A": "d", "B": "d"}

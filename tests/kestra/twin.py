@@ -540,40 +540,9 @@ def dropped_volumes(flow: dict[str, Any], objects: list[dict[str, Any]]) -> list
     return problems
 
 
-def deep_merge(a: Any, b: Any) -> Any:
-    """core/.../utils/MapUtils.deepMerge (mergeValues): maps merge key by key, `b` wins on
-    anything else; a null side yields the other; lists are `a` + the items of `b` not in `a`."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if isinstance(a, dict) and isinstance(b, dict):
-        merged = dict(a)
-        for key, value in b.items():
-            merged[key] = deep_merge(merged.get(key), value)
-        return merged
-    if isinstance(a, list) and isinstance(b, list):
-        return [*a, *(item for item in b if item not in a)]
-    return b
-
-
-def apply_plugin_defaults(plugin: dict[str, Any], defaults: list[dict[str, Any]]) -> dict[str, Any]:
-    """core/.../services/PluginDefaultService.java defaults(): the defaults whose type equals
-    the plugin's or is a prefix of it, in order; a non-forced default only fills what the
-    plugin lacks (deepMerge(default, plugin)), a forced one overrides (deepMerge(plugin,
-    default))."""
-    result = plugin
-    for default in defaults:
-        kind = default["type"]
-        if plugin.get("type") != kind and not str(plugin.get("type", "")).startswith(kind):
-            continue
-        values = default.get("values") or {}
-        result = deep_merge(result, values) if default.get("forced") else deep_merge(values, result)
-    return result
-
-
 def global_plugin_defaults(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`kestra.plugins.defaults` of the Kestra HelmRelease (PluginGlobalDefaultConfiguration)."""
+    """`kestra.plugins.defaults` of the Kestra HelmRelease (PluginGlobalDefaultConfiguration)
+    as rendered (overlays applied); validate_flows.apply_plugin_defaults merges them."""
     values = find(objects, "HelmRelease", "kestra")["spec"]["values"]
     kestra = values["configurations"]["application"]["kestra"]
     return list(kestra.get("plugins", {}).get("defaults") or [])
